@@ -1,0 +1,29 @@
+"""offload: run blocking and CPU-heavy calls off the gevent hub.
+
+A greenlet hands a call to a pool of real OS threads and waits; only that
+greenlet waits, the hub keeps running every other one.  See the README and
+``docs/`` for the whole story.
+"""
+
+from .decorator import offload
+from .executor import call, get_default_pool, submit
+from .future import Future
+from .heartbeat import Heartbeat, ProbeResult, probe
+from .proxy import Proxy, unwrap
+from .threadpool import ThreadPool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Future",
+    "Heartbeat",
+    "ProbeResult",
+    "Proxy",
+    "ThreadPool",
+    "call",
+    "get_default_pool",
+    "offload",
+    "probe",
+    "submit",
+    "unwrap",
+]

@@ -1,0 +1,39 @@
+"""``@offload``: make a function run in a pool whenever it is called."""
+
+import functools
+
+from .executor import check_pool, resolve_pool
+from .threadpool import check_callable, check_timeout
+
+__all__ = ["offload"]
+
+
+def offload(fn=None, /, *, pool=None, timeout=None):
+    """Decorate *fn* so that every call runs in a pool and waits cooperatively.
+
+    Usable bare (``@offload``) or with options::
+
+        @offload(pool=my_pool, timeout=5.0)
+        def query(sql): ...
+
+    :param pool: ``None`` for the default thread pool, a pool name, or a pool.
+    :param timeout: seconds to wait before raising :exc:`TimeoutError`; a call
+        still queued then is cancelled, a running one is left to finish and
+        its result dropped.
+
+    The wrapper keeps *fn*'s ``__name__``, ``__doc__`` and ``__wrapped__``, and
+    works on functions, methods, staticmethods and classmethods.
+    """
+    check_pool(pool)
+    check_timeout(timeout)
+    if fn is None:
+        return functools.partial(offload, pool=pool, timeout=timeout)
+    if isinstance(fn, (staticmethod, classmethod)):
+        return type(fn)(offload(fn.__func__, pool=pool, timeout=timeout))
+    check_callable(fn)
+
+    @functools.wraps(fn)
+    def offloaded(*args, **kwargs):
+        return resolve_pool(pool)._call(fn, args, kwargs, timeout)
+
+    return offloaded

@@ -1,0 +1,136 @@
+"""Measure how long the hub is frozen: a heartbeat greenlet, and :func:`probe`.
+
+A greenlet that sleeps for ``interval`` and then notes how late it woke up
+sees every freeze of the hub as lateness.  :class:`Heartbeat` is that
+greenlet; :func:`probe` runs one call beside it and reports whether the call
+blocked the hub -- the answer to "after monkey patching, does my driver
+still block?", measured instead of guessed.
+"""
+
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+import gevent
+
+__all__ = ["Heartbeat", "ProbeResult", "probe", "percentile"]
+
+
+def percentile(values, q):
+    """The *q*-th percentile (0-100) of *values*, nearest rank; 0.0 if empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def _check_seconds(name, value, positive):
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, not {value}")
+
+
+class Heartbeat:
+    """A greenlet that ticks every *interval* seconds and records its lateness.
+
+    Use as a context manager around the code to watch; ``lags`` then holds
+    one lateness (seconds) per tick.  A tick that is overdue when the
+    heartbeat stops is counted too, so a freeze at the very end is not lost.
+    """
+
+    def __init__(self, interval=0.001):
+        _check_seconds("interval", interval, positive=True)
+        self.interval = interval
+        self.lags = []
+        self._glet = None
+        self._due = None
+
+    def start(self):
+        if self._glet is not None:
+            raise RuntimeError("heartbeat already started")
+        self._due = perf_counter() + self.interval
+        self._glet = gevent.spawn(self._run)
+        gevent.sleep(0)  # let it arm its first timer before the watched code runs
+        return self
+
+    def stop(self):
+        glet, self._glet = self._glet, None
+        if glet is None:
+            return
+        glet.kill(block=False)
+        overdue = perf_counter() - self._due
+        if overdue > 0:
+            self.lags.append(overdue)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def _run(self):
+        interval = self.interval
+        lags = self.lags
+        sleep = gevent.sleep
+        while True:
+            sleep(interval)
+            now = perf_counter()
+            lags.append(max(0.0, now - self._due))
+            self._due = now + interval
+
+    @property
+    def max_lag(self):
+        return max(self.lags, default=0.0)
+
+    def lag(self, q):
+        """The *q*-th percentile of the recorded lags, in seconds."""
+        return percentile(self.lags, q)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What :func:`probe` saw.  Lags and ``elapsed`` are in seconds."""
+
+    blocked: bool
+    max_lag: float
+    p50_lag: float
+    p99_lag: float
+    ticks: int
+    elapsed: float
+    value: Any = None
+
+
+def probe(fn, /, *args, interval=0.005, threshold=0.05, **kwargs) -> ProbeResult:
+    """Run ``fn(*args, **kwargs)`` here while a heartbeat ticks every *interval*.
+
+    The call runs in the calling greenlet, exactly as the application would
+    run it; the result says whether the hub froze meanwhile (``blocked``: the
+    worst lag exceeded *threshold*), the lag figures, and ``fn``'s return
+    value.  Exceptions from ``fn`` propagate.
+
+    >>> import time, offload
+    >>> offload.probe(time.sleep, 0.1).blocked        # unpatched sleep freezes the hub
+    True
+    >>> offload.probe(offload.call, time.sleep, 0.1).blocked
+    False
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+    _check_seconds("interval", interval, positive=True)
+    _check_seconds("threshold", threshold, positive=False)
+    heartbeat = Heartbeat(interval)
+    with heartbeat:
+        started = perf_counter()
+        value = fn(*args, **kwargs)
+        elapsed = perf_counter() - started
+    return ProbeResult(
+        blocked=heartbeat.max_lag > threshold,
+        max_lag=heartbeat.max_lag,
+        p50_lag=heartbeat.lag(50),
+        p99_lag=heartbeat.lag(99),
+        ticks=len(heartbeat.lags),
+        elapsed=elapsed,
+        value=value,
+    )

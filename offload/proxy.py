@@ -1,0 +1,186 @@
+"""A proxy that runs every method of the object it wraps in a pool.
+
+The pattern of eventlet's ``tpool.Proxy``: calling a method (or the object
+itself, or ``len``, ``[]``, iteration, ``with``) runs the real call in a
+worker thread while only the calling greenlet waits; reading a plain
+attribute happens inline, because it does not block.  Results can be wrapped
+again -- by type (``autowrap``) or by the name of the method that returned
+them (``autowrap_names``) -- and the children keep the parent's settings.
+"""
+
+from .executor import check_pool, resolve_pool
+
+__all__ = ["Proxy", "unwrap"]
+
+_getattribute = object.__getattribute__
+_setattr = object.__setattr__
+
+
+def unwrap(obj):
+    """Return the real object behind a :class:`Proxy`, or *obj* itself."""
+    if isinstance(obj, Proxy):
+        return _getattribute(obj, "_offload_obj")
+    return obj
+
+
+def _unwrap_args(args, kwargs):
+    if any(isinstance(a, Proxy) for a in args):
+        args = tuple(unwrap(a) for a in args)
+    if kwargs and any(isinstance(v, Proxy) for v in kwargs.values()):
+        kwargs = {k: unwrap(v) for k, v in kwargs.items()}
+    return args, kwargs
+
+
+def _check_autowrap(autowrap, autowrap_names):
+    if isinstance(autowrap, type):
+        autowrap = (autowrap,)
+    autowrap = tuple(autowrap)
+    for t in autowrap:
+        if not isinstance(t, type):
+            raise TypeError(f"autowrap must hold types, not {type(t).__name__}")
+    if isinstance(autowrap_names, str):
+        raise TypeError("autowrap_names must be a collection of names, not a str")
+    autowrap_names = frozenset(autowrap_names)
+    for n in autowrap_names:
+        if not isinstance(n, str):
+            raise TypeError(f"autowrap_names must hold str, not {type(n).__name__}")
+    return autowrap, autowrap_names
+
+
+class Proxy:
+    """Wrap *obj* so that calling its methods never blocks the hub.
+
+    :param autowrap: types whose instances, when returned by a proxied call
+        or read as an attribute, come back wrapped in a Proxy.
+    :param autowrap_names: attribute names whose results (or values) come
+        back wrapped whatever their type.
+    :param pool: where the calls run: ``None`` for the default thread pool,
+        a pool name, or a pool.
+
+    Runs in the pool: method calls, ``proxy(...)``, ``len``, ``in``,
+    ``proxy[key]`` (get, set, delete), ``iter``/``next`` and ``with``.  Inline:
+    attribute reads and writes, ``str``, ``repr``, ``==``, ``!=``, ``hash``
+    and ``bool``.  Proxies passed as arguments are unwrapped first, and
+    :func:`unwrap` returns the real object.
+    """
+
+    __slots__ = ("_offload_obj", "_offload_autowrap", "_offload_names", "_offload_pool", "__weakref__")
+
+    def __init__(self, obj, *, autowrap=(), autowrap_names=(), pool=None):
+        autowrap, autowrap_names = _check_autowrap(autowrap, autowrap_names)
+        check_pool(pool)
+        _setattr(self, "_offload_obj", unwrap(obj))
+        _setattr(self, "_offload_autowrap", autowrap)
+        _setattr(self, "_offload_names", autowrap_names)
+        _setattr(self, "_offload_pool", pool)
+
+    # -- the two mechanisms ----------------------------------------------
+
+    def _offload_call(self, fn, args=(), kwargs=None):
+        args, kwargs = _unwrap_args(args, kwargs or {})
+        return resolve_pool(self._offload_pool)._call(fn, args, kwargs, None)
+
+    def _offload_wrap(self, value, name=None):
+        """Wrap *value* if the settings say so; the same settings go along."""
+        if value is None or isinstance(value, Proxy):
+            return value
+        if value is self._offload_obj:
+            return self
+        if name in self._offload_names or (
+            self._offload_autowrap and isinstance(value, self._offload_autowrap)
+        ):
+            return type(self)(
+                value,
+                autowrap=self._offload_autowrap,
+                autowrap_names=self._offload_names,
+                pool=self._offload_pool,
+            )
+        return value
+
+    # -- attributes -------------------------------------------------------
+
+    def __getattr__(self, name):
+        attr = getattr(self._offload_obj, name)
+        if not callable(attr):
+            return self._offload_wrap(attr, name)
+
+        def method(*args, **kwargs):
+            return self._offload_wrap(self._offload_call(attr, args, kwargs), name)
+
+        method.__name__ = name
+        method.__qualname__ = f"{type(self._offload_obj).__qualname__}.{name}"
+        method.__doc__ = getattr(attr, "__doc__", None)
+        return method
+
+    def __setattr__(self, name, value):
+        setattr(self._offload_obj, name, unwrap(value))
+
+    def __delattr__(self, name):
+        delattr(self._offload_obj, name)
+
+    def __dir__(self):
+        return dir(self._offload_obj)
+
+    # -- protocols run in the pool ---------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        return self._offload_wrap(self._offload_call(self._offload_obj, args, kwargs))
+
+    def __len__(self):
+        return self._offload_call(len, (self._offload_obj,))
+
+    def __contains__(self, item):
+        return self._offload_call(type(self._offload_obj).__contains__, (self._offload_obj, item))
+
+    def __getitem__(self, key):
+        return self._offload_wrap(self._offload_call(_getitem, (self._offload_obj, key)))
+
+    def __setitem__(self, key, value):
+        self._offload_call(_setitem, (self._offload_obj, key, value))
+
+    def __delitem__(self, key):
+        self._offload_call(_delitem, (self._offload_obj, key))
+
+    def __iter__(self):
+        return self._offload_wrap(self._offload_call(iter, (self._offload_obj,)))
+
+    def __next__(self):
+        return self._offload_wrap(self._offload_call(next, (self._offload_obj,)))
+
+    def __enter__(self):
+        return self._offload_wrap(self._offload_call(type(self._offload_obj).__enter__, (self._offload_obj,)))
+
+    def __exit__(self, exc_type, exc, tb):
+        return self._offload_call(type(self._offload_obj).__exit__, (self._offload_obj, exc_type, exc, tb))
+
+    # -- inline -----------------------------------------------------------
+
+    def __repr__(self):
+        return repr(self._offload_obj)
+
+    def __str__(self):
+        return str(self._offload_obj)
+
+    def __bool__(self):
+        return bool(self._offload_obj)
+
+    def __eq__(self, other):
+        return self._offload_obj == unwrap(other)
+
+    def __ne__(self, other):
+        return self._offload_obj != unwrap(other)
+
+    def __hash__(self):
+        return hash(self._offload_obj)
+
+
+def _getitem(obj, key):
+    return obj[key]
+
+
+def _setitem(obj, key, value):
+    obj[key] = value
+
+
+def _delitem(obj, key):
+    del obj[key]

@@ -1,0 +1,460 @@
+"""A pool of real OS threads that greenlets can wait on cooperatively.
+
+A call is put on a C :class:`queue.SimpleQueue` (the unpatched one) and taken
+by a worker thread; the caller parks on a waiter from :mod:`offload._bridge`,
+so only the calling greenlet waits while its hub runs everything else.
+Workers are started on demand up to ``max_workers`` and live until
+:meth:`ThreadPool.shutdown`; they are raw threads that never keep the
+interpreter from exiting.
+"""
+
+import contextvars
+import os
+import weakref
+from collections import deque
+from concurrent import futures
+from time import monotonic
+
+import gevent
+from gevent._hub_local import get_hub_if_exists
+from greenlet import getcurrent
+
+from . import _native
+from ._bridge import HubWaiting, Semaphore, ThreadWaiting, current_bridge, locked
+from .future import Future
+
+__all__ = ["ThreadPool", "default_size"]
+
+_DEFAULT_SIZE = 10
+
+
+class _WorkerLocal(_native.local):
+    pool = None  # the ThreadPool whose worker this thread is
+
+
+_tls = _WorkerLocal()
+_pools = weakref.WeakSet()
+
+
+def default_size():
+    """The number of threads a pool gets when none is asked for.
+
+    ``OFFLOAD_THREADS`` from the environment if set, else 10.
+    """
+    value = os.environ.get("OFFLOAD_THREADS")
+    if value is None or not value.strip():
+        return _DEFAULT_SIZE
+    try:
+        size = int(value)
+    except ValueError:
+        raise ValueError(f"OFFLOAD_THREADS must be an integer, not {value!r}") from None
+    if size <= 0:
+        raise ValueError(f"OFFLOAD_THREADS must be greater than 0, not {size}")
+    return size
+
+
+def _check_count(name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+
+
+def check_timeout(timeout):
+    """Raise TypeError/ValueError unless *timeout* is None or seconds >= 0."""
+    if timeout is None:
+        return
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0, not {timeout}")
+
+
+def check_callable(fn):
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+
+
+class _Call:
+    """A call whose caller waits on the item itself (:meth:`ThreadPool.call`).
+
+    The concrete classes add the waiting: :class:`_HubCall` parks a greenlet,
+    :class:`_ThreadCall` blocks a thread.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, fn, args, kwargs, bridge):
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.context = contextvars.copy_context()
+        self.queued_at = monotonic()
+        # Whoever pops the token owns the call: a worker (to run it) or the
+        # caller (to cancel it).  list.pop is atomic, so exactly one wins.
+        self.claim = [True]
+        self.error = None
+        self.done = False
+        if bridge is None:
+            self.lock = locked()
+        else:
+            self.glet = getcurrent()
+            self.bridge = bridge
+            self.woken = False
+
+    def start(self):
+        try:
+            return self.claim.pop()
+        except IndexError:
+            return False
+
+    def finish(self, value, error):
+        self.value = value
+        self.error = error
+        self.done = True
+        self.wake()
+
+    def cancel(self):
+        """Cancel the call if no worker has taken it; True if cancelled."""
+        if self.start():
+            self.finish(None, futures.CancelledError())
+            return True
+        return False
+
+    def outcome(self):
+        error = self.error
+        if error is None:
+            return self.value
+        self.error = None
+        try:
+            raise error
+        finally:
+            error = None
+
+
+_CALL_SLOTS = ("fn", "args", "kwargs", "context", "queued_at", "claim", "value", "error", "done")
+
+
+class _HubCall(_Call, HubWaiting):
+    __slots__ = _CALL_SLOTS + ("glet", "bridge", "woken")
+
+
+class _ThreadCall(_Call, ThreadWaiting):
+    __slots__ = _CALL_SLOTS + ("lock",)
+
+
+class _Task:
+    """A call whose outcome goes to a :class:`Future` (:meth:`ThreadPool.submit`)."""
+
+    __slots__ = ("fn", "args", "kwargs", "context", "queued_at", "future")
+
+    def __init__(self, future, fn, args, kwargs):
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.context = contextvars.copy_context()
+        self.queued_at = monotonic()
+        self.future = future
+
+    def start(self):
+        return self.future.set_running_or_notify_cancel()
+
+    def finish(self, value, error):
+        self.fn = self.args = self.kwargs = self.context = None
+        if error is None:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(error)
+
+    def cancel(self):
+        self.future.cancel()
+        return not self.start()
+
+
+class _Counters:
+    """What one worker thread has done; only that thread writes to it."""
+
+    __slots__ = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
+
+    def __init__(self):
+        self.taken = self.completed = self.failed = self.cancelled = self.active = 0
+        self.wait_time = self.run_time = 0.0
+
+    def add(self, other):
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class ThreadPool(futures.Executor):
+    """A :class:`concurrent.futures.Executor` of real OS threads for gevent.
+
+    :param max_workers: the most threads it runs at once; ``None`` means
+        :func:`default_size` (``OFFLOAD_THREADS``, else 10).
+    :param name: a label for :func:`repr` and :meth:`stats`.
+    :param max_queue: the most calls that may wait for a thread; a full queue
+        makes :meth:`submit` wait (cooperatively in a greenlet).  0 means
+        unbounded.
+
+    Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
+    the calling greenlet; in a plain thread it blocks that thread.  A call
+    made from one of this pool's own workers runs inline, so a pool of one
+    thread cannot deadlock on itself.
+    """
+
+    def __init__(self, max_workers=None, *, name=None, max_queue=0):
+        if max_workers is None:
+            max_workers = default_size()
+        _check_count("max_workers", max_workers, 1)
+        _check_count("max_queue", max_queue, 0)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        self._max_workers = max_workers
+        self._max_queue = max_queue
+        self.name = name or f"ThreadPool-{id(self):x}"
+        self._is_shutdown = False
+        self._reset()
+        _pools.add(self)
+
+    def _reset(self):
+        """Start from nothing: on creation, and in the child after a fork."""
+        self._lock = _native.allocate_lock()
+        self._queue = _native.SimpleQueue()
+        self._slots = Semaphore(self._max_queue) if self._max_queue else None
+        self._idle = deque()
+        self._workers = []
+        self._retired = _Counters()
+        self._submitted = 0
+        self._stopped = Future()
+
+    @property
+    def max_workers(self):
+        return self._max_workers
+
+    # -- submitting -------------------------------------------------------
+
+    def call(self, fn, /, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` in a worker thread and return its result.
+
+        Only the calling greenlet waits.  If it is killed, or a
+        :class:`gevent.Timeout` fires, while the call is still queued, the call
+        is cancelled and never runs; a call already running finishes in its
+        thread and its result is dropped.  Exceptions, including
+        BaseExceptions, are re-raised here with the worker's frames in the
+        traceback.
+        """
+        return self._call(fn, args, kwargs, None)
+
+    def _call(self, fn, args, kwargs, timeout):
+        if not callable(fn):
+            check_callable(fn)
+        if _tls.pool is self:
+            return fn(*args, **kwargs)
+        bridge = current_bridge()
+        item = (_ThreadCall if bridge is None else _HubCall)(fn, args, kwargs, bridge)
+        self._put(item)
+        try:
+            item.wait(timeout)
+        except BaseException:
+            item.start()  # cancels it if still queued
+            raise
+        if not item.done:
+            # Still queued (cancel it) or still running (drop its result).
+            state = "start" if item.start() else "finish"
+            raise TimeoutError(f"{_name_of(fn)} did not {state} within {timeout} seconds")
+        return item.outcome()
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`."""
+        check_callable(fn)
+        future = Future()
+        if _tls.pool is self:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:
+                future.set_exception(error)
+            return future
+        self._put(_Task(future, fn, args, kwargs))
+        return future
+
+    submit.__doc__ = futures.Executor.submit.__doc__
+
+    def _put(self, item):
+        if self._is_shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if self._slots is not None:
+            self._slots.acquire()
+            if self._is_shutdown:
+                self._slots.release()
+                raise RuntimeError("cannot schedule new futures after shutdown")
+        self._submitted += 1
+        self._queue.put(item)
+        idle = self._idle
+        if idle:
+            try:
+                idle.pop()  # a worker that finished a call will take this one
+                return
+            except IndexError:
+                pass
+        if len(self._workers) < self._max_workers:
+            self._spawn()
+
+    # -- workers ----------------------------------------------------------
+
+    def _spawn(self):
+        with self._lock:
+            if len(self._workers) >= self._max_workers or self._is_shutdown:
+                return
+            counters = _Counters()
+            self._workers.append(counters)
+        try:
+            _native.start_new_thread(self._work, (counters,))
+        except BaseException:
+            with self._lock:
+                self._workers.remove(counters)
+            raise
+
+    def _work(self, counters):
+        _tls.pool = self
+        get = self._queue.get
+        idle = self._idle
+        slots = self._slots
+        max_idle = self._max_workers
+        monitored = gevent.config.monitor_thread
+        try:
+            while True:
+                item = get()
+                if item is None:
+                    return
+                counters.taken += 1
+                if slots is not None:
+                    slots.release()
+                if not item.start():
+                    counters.cancelled += 1
+                    continue
+                counters.active = 1
+                started = monotonic()
+                counters.wait_time += started - item.queued_at
+                error = value = None
+                try:
+                    value = item.context.run(item.fn, *item.args, **item.kwargs)
+                except BaseException as exc:
+                    # Drop this frame: the traceback starts at the user's code.
+                    error = exc.with_traceback(exc.__traceback__.tb_next)
+                    counters.failed += 1
+                else:
+                    counters.completed += 1
+                counters.run_time += monotonic() - started
+                counters.active = 0
+                item.finish(value, error)
+                item = value = error = None
+                if len(idle) < max_idle:
+                    idle.append(None)
+                if monitored:
+                    _unmonitor()
+        finally:
+            self._retire(counters)
+
+    def _retire(self, counters):
+        with self._lock:
+            self._workers.remove(counters)
+            self._retired.add(counters)
+            last = not self._workers and self._is_shutdown
+        if last:
+            self._stopped.set_result(None)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """Stop accepting calls and let the workers exit when the queue is done.
+
+        :param wait: wait (cooperatively, in a greenlet) for the workers to exit.
+        :param cancel_futures: cancel the calls that no worker has taken yet.
+        """
+        drained = []
+        with self._lock:
+            self._is_shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except _native.Empty:
+                        break
+                    if item is not None:
+                        drained.append(item)
+            for _ in self._workers:
+                self._queue.put(None)
+            running = bool(self._workers)
+            self._retired.taken += len(drained)
+        for item in drained:
+            if self._slots is not None:
+                self._slots.release()
+            if item.cancel():
+                with self._lock:
+                    self._retired.cancelled += 1
+        if wait and running and _tls.pool is not self:
+            self._stopped.result()
+
+    def _after_fork(self):
+        # Only the forking thread exists in the child: the workers, and any
+        # lock they held, are gone.  Calls queued in the parent are the
+        # parent's to run.
+        self._reset()
+
+    def stats(self):
+        """A snapshot of what the pool has done, as a dict of numbers.
+
+        ``workers`` threads alive, ``active`` running a call now, ``queued``
+        waiting for a thread, and totals since creation: ``submitted``,
+        ``completed``, ``failed`` (raised), ``cancelled`` (never ran);
+        ``wait_time``/``run_time`` are the seconds calls spent queued/running,
+        with their means per call in ``mean_wait``/``mean_run``.
+        """
+        with self._lock:
+            total = _Counters()
+            total.add(self._retired)
+            for counters in self._workers:
+                total.add(counters)
+            workers = len(self._workers)
+        ran = total.completed + total.failed
+        return {
+            "name": self.name,
+            "max_workers": self._max_workers,
+            "workers": workers,
+            "active": total.active,
+            "queued": max(self._submitted - total.taken, 0),
+            "submitted": self._submitted,
+            "completed": total.completed,
+            "failed": total.failed,
+            "cancelled": total.cancelled,
+            "wait_time": total.wait_time,
+            "run_time": total.run_time,
+            "mean_wait": total.wait_time / ran if ran else 0.0,
+            "mean_run": total.run_time / ran if ran else 0.0,
+        }
+
+    def __repr__(self):
+        return (
+            f"<{type(self).__name__} {self.name!r} workers={len(self._workers)}"
+            f"/{self._max_workers}{' shut down' if self._is_shutdown else ''}>"
+        )
+
+
+def _unmonitor():
+    # If the call made a hub in this thread, gevent's monitor must not report
+    # this thread as blocking the hub: blocking is its job.
+    hub = get_hub_if_exists()
+    if hub is not None and hub.periodic_monitoring_thread is not None:
+        hub.periodic_monitoring_thread.ignore_current_greenlet_blocking()
+
+
+def _name_of(fn):
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _after_fork_in_child():
+    for pool in list(_pools):
+        pool._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
