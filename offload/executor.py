@@ -64,15 +64,21 @@ def check_pool(pool):
     resolve_pool(pool)
 
 
-def call(fn, /, *args, **kwargs):
-    """Run ``fn(*args, **kwargs)`` on the default pool and return its result.
+def call(fn, /, *args, pool=None, **kwargs):
+    """Run ``fn(*args, **kwargs)`` in a pool and return its result.
 
-    Only the calling greenlet waits; see :meth:`ThreadPool.call`.
+    Only the calling greenlet waits; see :meth:`ThreadPool.call`.  *pool* is
+    taken by ``call`` itself (``None``: the default thread pool); to pass a
+    keyword named ``pool`` to *fn*, use :func:`functools.partial` or the
+    pool's own :meth:`~ThreadPool.call`.
     """
-    return get_default_pool()._call(fn, args, kwargs, None)
+    return resolve_pool(pool)._call(fn, args, kwargs, None)
 
 
-def submit(fn, /, *args, **kwargs):
-    """Schedule ``fn(*args, **kwargs)`` on the default pool; return a Future."""
+def submit(fn, /, *args, pool=None, **kwargs):
+    """Schedule ``fn(*args, **kwargs)`` in a pool; return a :class:`Future`.
+
+    *pool* as for :func:`call`.
+    """
     check_callable(fn)
-    return get_default_pool().submit(fn, *args, **kwargs)
+    return resolve_pool(pool).submit(fn, *args, **kwargs)
