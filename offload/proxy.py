@@ -58,7 +58,9 @@ class Proxy:
         a pool name, or a pool.
 
     Runs in the pool: method calls, ``proxy(...)``, ``len``, ``in``,
-    ``proxy[key]`` (get, set, delete), ``iter``/``next`` and ``with``.  Inline:
+    ``proxy[key]`` (get, set, delete), ``iter``/``next`` and ``with``; the
+    iterator that ``iter`` returns is proxied too, so each ``next`` is one
+    trip to the pool.  Inline:
     attribute reads and writes, ``str``, ``repr``, ``==``, ``!=``, ``hash``
     and ``bool``.  Proxies passed as arguments are unwrapped first, and
     :func:`unwrap` returns the real object.
@@ -89,13 +91,17 @@ class Proxy:
         if name in self._offload_names or (
             self._offload_autowrap and isinstance(value, self._offload_autowrap)
         ):
-            return type(self)(
-                value,
-                autowrap=self._offload_autowrap,
-                autowrap_names=self._offload_names,
-                pool=self._offload_pool,
-            )
+            return self._offload_child(value)
         return value
+
+    def _offload_child(self, value):
+        """A proxy of *value* with this proxy's settings."""
+        return type(self)(
+            value,
+            autowrap=self._offload_autowrap,
+            autowrap_names=self._offload_names,
+            pool=self._offload_pool,
+        )
 
     # -- attributes -------------------------------------------------------
 
@@ -142,7 +148,10 @@ class Proxy:
         self._offload_call(_delitem, (self._offload_obj, key))
 
     def __iter__(self):
-        return self._offload_wrap(self._offload_call(iter, (self._offload_obj,)))
+        iterator = self._offload_call(iter, (self._offload_obj,))
+        if iterator is self._offload_obj:
+            return self
+        return self._offload_child(iterator)
 
     def __next__(self):
         return self._offload_wrap(self._offload_call(next, (self._offload_obj,)))

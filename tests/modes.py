@@ -29,6 +29,11 @@ def run(mode, snippet, timeout=120, env=None):
     Fails the test, with the child's stderr, if the child exits non-zero or
     does not finish within *timeout* seconds.
     """
+    return run_full(mode, snippet, timeout, env)[0]
+
+
+def run_full(mode, snippet, timeout=120, env=None):
+    """Like :func:`run`, but return ``(stdout, stderr)``."""
     code = PATCHES[mode] + "\n" + textwrap.dedent(snippet)
     full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.path.join(ROOT, "tests"))
     if env:
@@ -46,7 +51,7 @@ def run(mode, snippet, timeout=120, env=None):
         pytest.fail(f"mode {mode!r}: snippet did not finish in {timeout}s\nstderr:\n{exc.stderr}")
     if proc.returncode != 0:
         pytest.fail(f"mode {mode!r}: exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc.stdout
+    return proc.stdout, proc.stderr
 
 
 def lines(output):

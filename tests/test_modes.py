@@ -1,0 +1,192 @@
+"""The core's promises, checked in every monkey-patching mode.
+
+Each scenario runs in a fresh interpreter (tests/modes.py): patching is global
+and cannot be undone.  Blocking is done with the *unpatched* ``time.sleep``
+(``offload._native.sleep``), a C-level call that never yields to gevent.
+"""
+
+import modes
+import pytest
+
+BEHAVIOUR = r"""
+import contextvars, sys, time, traceback
+import gevent
+import offload
+from offload import ThreadPool, _native
+
+pool = ThreadPool(4)
+main = _native.get_ident()
+
+# 1. real OS threads, never the hub's
+idents = {g.value for g in gevent.joinall([gevent.spawn(pool.call, _native.get_ident) for _ in range(8)])}
+print("real_threads=", main not in idents and len(idents) >= 1)
+
+# 2. only the caller waits: 4 x 0.2 s of C-level blocking overlap, hub ticks
+with offload.Heartbeat(0.005) as hb:
+    t = time.perf_counter()
+    gevent.joinall([gevent.spawn(pool.call, _native.sleep, 0.2) for _ in range(4)])
+    elapsed = time.perf_counter() - t
+print("overlap_elapsed=", elapsed)
+print("ticks=", len(hb.lags))
+print("max_lag=", hb.max_lag)
+# hub.join returns when idle, and waits while a call is in flight
+t = time.perf_counter(); gevent.get_hub().join(); print("join_idle=", time.perf_counter() - t)
+g = gevent.spawn(pool.call, _native.sleep, 0.2)
+gevent.sleep(0.01)
+t = time.perf_counter(); gevent.get_hub().join(); print("join_busy=", time.perf_counter() - t, g.dead)
+
+# 3. a plain OS thread, a greenlet on another thread's hub, a nested call
+def in_thread(fn):
+    box, done = [], _native.allocate_lock()
+    done.acquire()
+    def run():
+        try:
+            box.append(fn())
+        except BaseException as e:
+            box.append(repr(e))
+        done.release()
+    _native.start_new_thread(run, ())
+    while not done.acquire(False):
+        gevent.sleep(0.005)
+    return box[0]
+print("plain_thread=", in_thread(lambda: pool.call(lambda: "ok")))
+def other_hub():
+    return gevent.spawn(pool.call, lambda: "ok").get()
+print("other_hub=", in_thread(other_hub))
+one = ThreadPool(1)
+print("inline=", one.call(lambda: one.call(lambda: one.submit(lambda: "ok").result())))
+
+# 4. killed or timed-out waiter: a queued call never runs, pool stays usable
+ran = []
+blocker = gevent.spawn(one.call, _native.sleep, 0.2)
+gevent.sleep(0.02)
+victim = gevent.spawn(one.call, ran.append, "killed")
+gevent.sleep(0.02)
+victim.kill()
+with gevent.Timeout(0.02, False):
+    one.call(ran.append, "timed out")
+blocker.join()
+with gevent.Timeout(0.05, False):
+    one.call(_native.sleep, 0.2)           # running: finishes, result dropped
+print("cancelled_ran=", ran)
+print("usable_after=", one.call(lambda: "ok"))
+
+# 5. exceptions keep type and worker frames; BaseExceptions delivered
+def failing_in_worker():
+    raise KeyError("boom")
+try:
+    pool.call(failing_in_worker)
+except KeyError:
+    tb = traceback.format_exc()
+print("worker_frame=", "failing_in_worker" in tb)
+for exc in (SystemExit(3), KeyboardInterrupt(), gevent.Timeout()):
+    def raiser(exc=exc):
+        raise exc
+    try:
+        pool.call(raiser)
+    except BaseException as got:
+        print("base_" + type(exc).__name__ + "=", got is exc)
+    if isinstance(exc, gevent.Timeout):
+        exc.close()
+
+# 6. contextvars reach the worker
+var = contextvars.ContextVar("var")
+var.set("caller")
+print("contextvar=", pool.call(var.get))
+
+# 7. max_queue: submit waits cooperatively, nothing is dropped
+small = ThreadPool(1, max_queue=2)
+with offload.Heartbeat(0.005) as hb:
+    futures = [small.submit(_native.sleep, 0.02) for _ in range(8)]
+    results = [f.result() for f in futures]
+print("backpressure_done=", len(results), small.stats()["completed"])
+print("backpressure_ticks=", len(hb.lags))
+sys.stdout.flush()
+"""
+
+
+@pytest.mark.parametrize("mode", modes.ALL_MODES)
+def test_core_behaviour(mode):
+    out, err = modes.run_full(mode, BEHAVIOUR)
+    got = modes.lines(out)
+    assert got["real_threads"] == "True"
+    # Four 0.2 s calls overlap (serial would be 0.8 s) and the hub kept ticking.
+    assert float(got["overlap_elapsed"]) < 0.6
+    assert int(got["ticks"]) >= 10
+    assert float(got["max_lag"]) < 0.15
+    assert float(got["join_idle"]) < 0.1
+    join_busy, dead = got["join_busy"].split()
+    assert 0.1 < float(join_busy) < 2 and dead == "True"
+    assert got["plain_thread"] == "ok"
+    assert got["other_hub"] == "ok"
+    assert got["inline"] == "ok"
+    assert got["cancelled_ran"] == "[]"
+    assert got["usable_after"] == "ok"
+    assert got["worker_frame"] == "True"
+    assert got["base_SystemExit"] == got["base_KeyboardInterrupt"] == got["base_Timeout"] == "True"
+    assert got["contextvar"] == "caller"
+    assert got["backpressure_done"] == "8 8"
+    assert int(got["backpressure_ticks"]) >= 5
+    # Failures delivered to callers are never printed by the hub (gevent#617).
+    assert err == ""
+
+
+FORK = r"""
+import os, sys, tempfile, time
+import gevent
+import offload
+from offload import _native
+
+offload.call(_native.sleep, 0.01)
+gevent.joinall([gevent.spawn(offload.call, _native.sleep, 0.01) for _ in range(5)])
+report = tempfile.mktemp()
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        with gevent.Timeout(10):
+            calls = gevent.joinall([gevent.spawn(offload.call, os.getpid) for _ in range(5)])
+            pids = {g.value for g in calls}
+            stats = offload.get_default_pool().stats()
+        with open(report, "w") as f:
+            f.write(f"{pids == {os.getpid()}} {stats['submitted']} {stats['workers'] > 0}")
+        code = 0
+    finally:
+        os._exit(code)
+deadline = time.monotonic() + 20
+while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+    gevent.sleep(0.01)
+with open(report) as f:
+    print("child=", f.read())
+os.unlink(report)
+print("parent=", offload.call(os.getpid) == os.getpid(), offload.get_default_pool().stats()["submitted"])
+"""
+
+
+@pytest.mark.parametrize("mode", modes.ALL_MODES)
+def test_fork_gives_child_a_fresh_pool(mode):
+    got = modes.lines(modes.run(mode, FORK, timeout=60))
+    assert got["child"] == "True 5 True"
+    assert got["parent"] == "True 7"
+
+
+EXIT = r"""
+import gevent
+import offload
+from offload import _native
+
+offload.submit(_native.sleep, 60)       # still running at exit
+gevent.joinall([gevent.spawn(offload.call, _native.sleep, 0.01) for _ in range(20)])
+print("done=", offload.get_default_pool().stats()["workers"])
+"""
+
+
+@pytest.mark.parametrize("mode", modes.ALL_MODES)
+def test_interpreter_exits_promptly(mode):
+    import time
+
+    started = time.monotonic()
+    got = modes.lines(modes.run(mode, EXIT, timeout=30))
+    assert int(got["done"]) >= 2
+    # A call still running, and idle workers, do not keep the process alive.
+    assert time.monotonic() - started < 10

@@ -1,0 +1,422 @@
+"""ThreadPool, call/submit and Future in the unpatched pytest process."""
+
+import concurrent.futures as cf
+import contextvars
+import gc
+import threading
+import time
+import traceback
+
+import gevent
+import pytest
+
+import offload
+from offload import Future, ThreadPool, _native
+
+sleep = _native.sleep  # C-level blocking, never yields to gevent
+
+
+@pytest.fixture
+def pool():
+    pool = ThreadPool(4, name="test")
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- arguments -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"max_workers": 0}, ValueError, "max_workers"),
+        ({"max_workers": -3}, ValueError, "max_workers"),
+        ({"max_workers": 2.5}, TypeError, "max_workers"),
+        ({"max_workers": True}, TypeError, "max_workers"),
+        ({"max_queue": -1}, ValueError, "max_queue"),
+        ({"max_queue": "10"}, TypeError, "max_queue"),
+        ({"name": 3}, TypeError, "name"),
+    ],
+)
+def test_bad_arguments_fail_early(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        ThreadPool(**kwargs)
+
+
+def test_default_size_from_environment(monkeypatch):
+    monkeypatch.setenv("OFFLOAD_THREADS", "3")
+    assert ThreadPool().max_workers == 3
+    monkeypatch.delenv("OFFLOAD_THREADS")
+    assert ThreadPool().max_workers == 10
+    monkeypatch.setenv("OFFLOAD_THREADS", "many")
+    with pytest.raises(ValueError, match="OFFLOAD_THREADS"):
+        ThreadPool()
+    monkeypatch.setenv("OFFLOAD_THREADS", "0")
+    with pytest.raises(ValueError, match="OFFLOAD_THREADS"):
+        ThreadPool()
+
+
+def test_non_callable_raises_type_error_at_once(pool):
+    for bad in (None, 42, "len"):
+        with pytest.raises(TypeError, match="fn must be callable"):
+            pool.call(bad)
+        with pytest.raises(TypeError, match="fn must be callable"):
+            pool.submit(bad)
+        with pytest.raises(TypeError, match="fn must be callable"):
+            offload.call(bad)
+        with pytest.raises(TypeError, match="fn must be callable"):
+            offload.submit(bad)
+    assert pool.stats()["submitted"] == 0
+
+
+def test_bad_pool_argument():
+    with pytest.raises(ValueError, match="pool must be one of"):
+        offload.call(len, "x", pool="gpu")
+    with pytest.raises(TypeError, match="pool must be"):
+        offload.call(len, "x", pool=object())
+
+
+# -- calls ---------------------------------------------------------------
+
+
+def test_call_runs_on_a_real_thread(pool):
+    assert pool.call(threading.get_ident) != threading.get_ident()
+    assert offload.call(_native.get_ident) != _native.get_ident()
+
+
+def test_calls_overlap_and_the_hub_keeps_ticking(pool):
+    with offload.Heartbeat(0.005) as hb:
+        started = time.perf_counter()
+        gevent.joinall([gevent.spawn(pool.call, sleep, 0.2) for _ in range(4)])
+        elapsed = time.perf_counter() - started
+    assert elapsed < 0.6  # serial would be 0.8 s
+    assert len(hb.lags) >= 10
+    assert hb.max_lag < 0.15
+
+
+def test_call_from_a_plain_thread_blocks_only_that_thread(pool):
+    results = []
+    def caller():
+        results.append(pool.call(sleep, 0.1) or "ok")
+
+    threads = [threading.Thread(target=caller) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert results == ["ok"] * 3
+
+
+def test_call_from_the_hub_greenlet_blocks_the_thread(pool):
+    # A callback runs in the hub itself, which cannot park: it must still work.
+    box = []
+    gevent.get_hub().loop.run_callback(lambda: box.append(pool.call(lambda: "from hub")))
+    gevent.sleep(0.05)
+    assert box == ["from hub"]
+
+
+def test_exception_keeps_type_and_worker_frames(pool, capfd):
+    def deep_in_the_worker():
+        raise LookupError("the real line")
+
+    def caller_that_handles_it():
+        try:
+            pool.call(deep_in_the_worker)
+        except LookupError as exc:
+            return exc
+
+    error = gevent.spawn(caller_that_handles_it).get()
+    assert error.args == ("the real line",)
+    frames = [f.name for f in traceback.extract_tb(error.__traceback__)]
+    assert frames[0] == "caller_that_handles_it" and frames[-1] == "deep_in_the_worker"
+    assert "_work" not in frames  # the pool's own loop is trimmed away
+    gevent.sleep(0.01)
+    assert capfd.readouterr().err == ""
+
+
+def test_worker_survives_base_exceptions(pool):
+    one = ThreadPool(1)
+    for exc in (SystemExit(2), KeyboardInterrupt(), GeneratorExit()):
+
+        def raiser(exc=exc):
+            raise exc
+
+        with pytest.raises(type(exc)):
+            one.call(raiser)
+    assert one.call(lambda: "alive") == "alive"
+    assert one.stats()["workers"] == 1
+    one.shutdown()
+
+
+def test_contextvars_are_visible_in_the_call(pool):
+    var = contextvars.ContextVar("var")
+
+    def in_greenlet(value):
+        var.set(value)
+        return pool.call(var.get), pool.submit(var.get).result()
+
+    greenlets = [gevent.spawn(in_greenlet, f"g{i}") for i in range(5)]
+    assert [g.get() for g in greenlets] == [(f"g{i}", f"g{i}") for i in range(5)]
+
+
+def test_nested_call_from_a_worker_runs_inline():
+    one = ThreadPool(1)
+    assert one.call(lambda: one.call(lambda: one.submit(_native.get_ident).result()) == _native.get_ident())
+    one.shutdown()
+
+
+# -- cancellation and timeouts -------------------------------------------
+
+
+def test_killed_waiter_cancels_a_queued_call():
+    one = ThreadPool(1)
+    ran = []
+    blocker = gevent.spawn(one.call, sleep, 0.2)
+    gevent.sleep(0.02)
+    victim = gevent.spawn(one.call, ran.append, 1)
+    gevent.sleep(0.02)
+    victim.kill()
+    blocker.join()
+    assert one.call(lambda: "next") == "next"
+    assert ran == []
+    stats = one.stats()
+    assert stats["cancelled"] == 1 and stats["completed"] == 2
+    one.shutdown()
+
+
+def test_gevent_timeout_on_a_running_call_drops_its_result():
+    one = ThreadPool(1)
+    done = []
+
+    def slow():
+        sleep(0.1)
+        done.append(True)
+        return "dropped"
+
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.02):
+            one.call(slow)
+    assert one.call(lambda: "usable") == "usable"
+    assert done == [True]
+    one.shutdown()
+
+
+def test_decorator_timeout_raises_builtin_timeout_error():
+    one = ThreadPool(1)
+
+    @offload.offload(pool=one, timeout=0.05)
+    def slow():
+        sleep(0.2)
+
+    with pytest.raises(TimeoutError, match="did not finish within 0.05"):
+        slow()
+    ran = []
+    gevent.spawn(one.call, sleep, 0.2)
+    gevent.sleep(0.01)
+    queued = offload.offload(ran.append, pool=one, timeout=0.05)
+    with pytest.raises(TimeoutError, match="did not start"):
+        queued(1)
+    one.shutdown(wait=True)
+    assert ran == []
+
+
+def test_timeouts_do_not_oversubscribe_the_pool():
+    # A running call keeps its thread until it really ends (the capacity is
+    # never handed out twice), however many waiters gave up.
+    two = ThreadPool(2)
+    for _ in range(6):
+        with pytest.raises(TimeoutError):
+            offload.offload(sleep, pool=two, timeout=0.01)(0.1)
+    assert two.stats()["workers"] <= 2
+    two.shutdown()
+
+
+# -- futures -------------------------------------------------------------
+
+
+def test_submit_returns_a_standard_future(pool):
+    future = pool.submit(sum, [1, 2, 3])
+    assert isinstance(future, cf.Future) and isinstance(future, Future)
+    assert future.result(timeout=5) == 6
+    assert future.done() and not future.cancelled() and future.exception() is None
+
+
+def test_future_result_in_a_greenlet_blocks_only_that_greenlet(pool):
+    with offload.Heartbeat(0.005) as hb:
+        futures = [pool.submit(sleep, 0.2) for _ in range(4)]
+        gevent.joinall([gevent.spawn(f.result) for f in futures])
+    assert len(hb.lags) >= 10 and hb.max_lag < 0.15
+
+
+def test_future_timeout_is_builtin_timeout_error(pool):
+    future = pool.submit(sleep, 0.2)
+    with pytest.raises(TimeoutError):
+        future.result(timeout=0.01)
+    with pytest.raises(TimeoutError):
+        gevent.spawn(future.exception, timeout=0.01).get()
+    assert future.result(timeout=5) is None
+
+
+def test_future_callbacks_cancel_wait_and_as_completed(pool):
+    one = ThreadPool(1)
+    seen = []
+    first = one.submit(sleep, 0.1)
+    first.add_done_callback(lambda f: seen.append(f))
+    queued = one.submit(seen.append, "never")
+    assert queued.cancel() and queued.cancelled()
+    done, pending = cf.wait([first, queued], timeout=5)
+    assert first in done and queued in done and not pending
+    assert seen == [first]
+    fs = [pool.submit(lambda i=i: i) for i in range(10)]
+    assert sorted(f.result() for f in cf.as_completed(fs, timeout=5)) == list(range(10))
+    assert one.stats()["cancelled"] == 0 or one.stats()["cancelled"] == 1
+    one.shutdown()
+
+
+def test_future_exception_in_plain_thread(pool):
+    future = pool.submit(int, "not a number")
+    box = []
+    t = threading.Thread(target=lambda: box.append(future.exception(timeout=5)))
+    t.start()
+    t.join(5)
+    assert isinstance(box[0], ValueError)
+
+
+def test_map(pool):
+    assert list(pool.map(abs, [-1, -2, 3])) == [1, 2, 3]
+    assert list(pool.map(pow, [2, 3], [5, 2])) == [32, 9]
+
+
+# -- backpressure, shutdown, stats ---------------------------------------
+
+
+def test_max_queue_makes_submit_wait_and_drops_nothing():
+    small = ThreadPool(1, max_queue=2)
+    with offload.Heartbeat(0.005) as hb:
+        futures = [small.submit(sleep, 0.02) for _ in range(8)]
+        assert small.stats()["queued"] <= 2
+    assert [f.result() for f in futures] == [None] * 8
+    assert len(hb.lags) >= 5  # the greenlet waited cooperatively
+    # From plain threads the submitters block instead.
+    results = []
+
+    def submitter(i):
+        results.append(small.submit(lambda: i).result())
+
+    threads = [threading.Thread(target=submitter, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert sorted(results) == list(range(6))
+    small.shutdown()
+
+
+def test_killed_submitter_waiting_for_queue_space_loses_nothing():
+    small = ThreadPool(1, max_queue=1)
+    small.submit(sleep, 0.1)
+    small.submit(sleep, 0.01)
+    waiting = gevent.spawn(small.submit, sleep, 0.01)
+    gevent.sleep(0.02)
+    waiting.kill()
+    assert small.submit(lambda: "next").result(timeout=5) == "next"
+    small.shutdown()
+
+
+def test_shutdown(pool):
+    pool.call(sleep, 0.01)
+    slow = pool.submit(sleep, 0.1)
+    pool.shutdown(wait=True)
+    assert slow.done()
+    assert pool.stats()["workers"] == 0
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(len, "x")
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.call(len, "x")
+
+
+def test_shutdown_cancel_futures():
+    one = ThreadPool(1)
+    running = one.submit(sleep, 0.1)
+    gevent.sleep(0.01)
+    queued = [one.submit(sleep, 0.1) for _ in range(5)]
+    calls = [gevent.spawn(one.call, len, "x") for _ in range(3)]
+    gevent.sleep(0.01)
+    one.shutdown(wait=True, cancel_futures=True)
+    assert running.result() is None
+    assert all(f.cancelled() for f in queued)
+    for g in calls:
+        g.join()
+        assert isinstance(g.exception, cf.CancelledError)
+    assert one.stats()["cancelled"] == 8
+
+
+def test_context_manager_waits_for_work():
+    with ThreadPool(2) as pool:
+        futures = [pool.submit(sleep, 0.05) for _ in range(4)]
+    assert all(f.done() for f in futures)
+
+
+def test_stats(pool):
+    stats = pool.stats()
+    for key in ("workers", "active", "queued", "submitted", "completed", "failed", "cancelled"):
+        assert isinstance(stats[key], int) and stats[key] == 0
+    gevent.joinall([gevent.spawn(pool.call, sleep, 0.05) for _ in range(6)], raise_error=False)
+    with pytest.raises(ZeroDivisionError):
+        pool.call(lambda: 1 / 0)
+    blocker = gevent.spawn(pool.call, sleep, 0.1)
+    gevent.sleep(0.02)
+    busy = pool.stats()
+    assert busy["active"] == 1 and busy["workers"] <= 4
+    blocker.join()
+    stats = pool.stats()
+    assert (stats["submitted"], stats["completed"], stats["failed"], stats["queued"]) == (8, 7, 1, 0)
+    assert stats["run_time"] >= 0.35 and stats["mean_run"] > 0
+    assert stats["wait_time"] > 0  # six 50 ms calls on four threads: two waited
+    assert "test" in repr(pool)
+
+
+def test_default_pool_is_shared():
+    assert offload.get_default_pool() is offload.get_default_pool()
+    assert offload.submit(len, "abc").result() == 3
+    assert offload.call(len, "abcd") == 4
+
+
+# -- no leaks ------------------------------------------------------------
+
+
+def _rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_100k_calls_leak_nothing():
+    pool = ThreadPool(4)
+
+    def maybe_fail(i):
+        if i % 2:
+            raise ValueError(i)
+        return i
+
+    def batch(n):
+        def one_greenlet(start):
+            for i in range(start, start + n):
+                try:
+                    pool.call(maybe_fail, i)
+                except ValueError:
+                    pass
+
+        gevent.joinall([gevent.spawn(one_greenlet, k * n) for k in range(50)])
+
+    batch(200)  # warm up: threads, bridges, caches
+    gc.collect()
+    objects, rss = len(gc.get_objects()), _rss_kb()
+    batch(2000)  # 100k calls, half of them failing
+    gc.collect()
+    assert pool.stats()["completed"] + pool.stats()["failed"] == 110_000
+    assert len(gc.get_objects()) - objects < 500
+    assert _rss_kb() - rss < 8 * 1024
+    pool.shutdown()
