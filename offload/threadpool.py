@@ -264,7 +264,12 @@ class ThreadPool(futures.Executor):
         return item.outcome()
 
     def submit(self, fn, /, *args, **kwargs):
-        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`."""
+        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
+
+        Waiting on the future's ``result()`` parks only the calling greenlet.
+        With ``max_queue`` set and the queue full, ``submit`` itself waits
+        (cooperatively in a greenlet) until a worker takes a call.
+        """
         check_callable(fn)
         future = Future()
         if _tls.pool is self:
@@ -277,7 +282,17 @@ class ThreadPool(futures.Executor):
         self._put(_Task(future, fn, args, kwargs))
         return future
 
-    submit.__doc__ = futures.Executor.submit.__doc__
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        """Like :func:`map`, with each call made in the pool.
+
+        Every call is submitted at once; results are yielded in order, each
+        awaited cooperatively.  *timeout* (seconds, counted from this call)
+        raises :exc:`TimeoutError` when a result is not ready in time;
+        *chunksize* is accepted for compatibility and ignored, as by
+        :class:`concurrent.futures.ThreadPoolExecutor`.
+        """
+        check_timeout(timeout)
+        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def _put(self, item):
         if self._is_shutdown:
