@@ -1,14 +1,35 @@
 """``@offload``: make a function run in a pool whenever it is called."""
 
 import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, overload
 
-from .executor import check_pool, resolve_pool
+from .executor import PoolArg, check_pool, resolve_pool
 from .threadpool import check_callable, check_timeout
 
 __all__ = ["offload"]
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
-def offload(fn=None, /, *, pool=None, timeout=None):
+
+@overload
+def offload(fn: Callable[_P, _T], /) -> Callable[_P, _T]: ...
+
+
+@overload
+def offload(
+    fn: None = None, /, *, pool: PoolArg = None, timeout: float | None = None
+) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]: ...
+
+
+@overload
+def offload(
+    fn: Callable[_P, _T], /, *, pool: PoolArg = None, timeout: float | None = None
+) -> Callable[_P, _T]: ...
+
+
+def offload(fn: Any = None, /, *, pool: PoolArg = None, timeout: float | None = None) -> Any:
     """Decorate *fn* so that every call runs in a pool and waits cooperatively.
 
     Usable bare (``@offload``) or with options::

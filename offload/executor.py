@@ -5,10 +5,21 @@ default thread pool), a name (``"thread"``), or a pool object; a pool is
 anything with offload's ``_call(fn, args, kwargs, timeout)`` and ``submit``.
 """
 
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any, TypeVar
+
 from . import _native
+from .future import Future
 from .threadpool import ThreadPool, check_callable
 
-__all__ = ["get_default_pool", "call", "submit"]
+__all__ = ["get_default_pool", "call", "submit", "PoolArg"]
+
+_T = TypeVar("_T")
+
+#: What a ``pool=`` argument accepts: None (the default thread pool), a pool
+#: name, or a pool object.
+PoolArg = str | futures.Executor | None
 
 _default_pool = None
 _lock = _native.allocate_lock()
@@ -33,7 +44,7 @@ def get_default_pool() -> ThreadPool:
 _named_pools = {"thread": get_default_pool}
 
 
-def resolve_pool(pool):
+def resolve_pool(pool: PoolArg) -> Any:
     """Turn a ``pool=`` argument into a pool object, or raise early.
 
     Named pools are looked up each time, so a name always means the current
@@ -53,7 +64,7 @@ def resolve_pool(pool):
     raise TypeError(f"pool must be None, a pool name or an offload pool, not {type(pool).__name__}")
 
 
-def check_pool(pool):
+def check_pool(pool: PoolArg) -> None:
     """Validate a ``pool=`` argument without creating a default pool."""
     if pool is None:
         return
@@ -64,7 +75,7 @@ def check_pool(pool):
     resolve_pool(pool)
 
 
-def call(fn, /, *args, pool=None, **kwargs):
+def call(fn: Callable[..., _T], /, *args: Any, pool: PoolArg = None, **kwargs: Any) -> _T:
     """Run ``fn(*args, **kwargs)`` in a pool and return its result.
 
     Only the calling greenlet waits; see :meth:`ThreadPool.call`.  *pool* is
@@ -75,7 +86,7 @@ def call(fn, /, *args, pool=None, **kwargs):
     return resolve_pool(pool)._call(fn, args, kwargs, None)
 
 
-def submit(fn, /, *args, pool=None, **kwargs):
+def submit(fn: Callable[..., _T], /, *args: Any, pool: PoolArg = None, **kwargs: Any) -> Future[_T]:
     """Schedule ``fn(*args, **kwargs)`` in a pool; return a :class:`Future`.
 
     *pool* as for :func:`call`.

@@ -9,12 +9,16 @@ calling greenlet (or block a plain thread) until the result is set.
 """
 
 import sys
+from collections.abc import Callable
 from concurrent import futures
+from typing import TypeVar
 
 from . import _native
 from ._bridge import waiter
 
 __all__ = ["Future"]
+
+_T = TypeVar("_T")
 
 
 class _Condition:
@@ -59,7 +63,7 @@ class _Condition:
     notifyAll = notify_all
 
 
-class Future(futures.Future):
+class Future(futures.Future[_T]):
     """A :class:`concurrent.futures.Future` whose waits are cooperative.
 
     :meth:`result` and :meth:`exception` called in a greenlet block only that
@@ -69,15 +73,15 @@ class Future(futures.Future):
     behaves as the standard library documents.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         # The fields of the standard __init__, which would also build a
         # threading.Condition only to throw it away.
-        self._condition = _Condition()
+        self._condition = _Condition()  # type: ignore[assignment]
         self._state = futures._base.PENDING
         self._result = None
         self._exception = None
         self._waiters = []
-        self._done_callbacks = []
+        self._done_callbacks: list[Callable[[futures.Future[_T]], object]] = []
 
     if sys.version_info < (3, 11):  # pragma: no cover - the alias came in 3.11
 

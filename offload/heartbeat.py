@@ -7,6 +7,7 @@ blocked the hub -- the answer to "after monkey patching, does my driver
 still block?", measured instead of guessed.
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -16,7 +17,7 @@ import gevent
 __all__ = ["Heartbeat", "ProbeResult", "probe", "percentile"]
 
 
-def percentile(values, q):
+def percentile(values: Sequence[float], q: float) -> float:
     """The *q*-th percentile (0-100) of *values*, nearest rank; 0.0 if empty."""
     if not values:
         return 0.0
@@ -40,14 +41,14 @@ class Heartbeat:
     heartbeat stops is counted too, so a freeze at the very end is not lost.
     """
 
-    def __init__(self, interval=0.001):
+    def __init__(self, interval: float = 0.001) -> None:
         _check_seconds("interval", interval, positive=True)
         self.interval = interval
-        self.lags = []
-        self._glet = None
-        self._due = None
+        self.lags: list[float] = []
+        self._glet: gevent.Greenlet | None = None
+        self._due = 0.0
 
-    def start(self):
+    def start(self) -> "Heartbeat":
         if self._glet is not None:
             raise RuntimeError("heartbeat already started")
         self._due = perf_counter() + self.interval
@@ -55,7 +56,7 @@ class Heartbeat:
         gevent.sleep(0)  # let it arm its first timer before the watched code runs
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         glet, self._glet = self._glet, None
         if glet is None:
             return
@@ -81,10 +82,10 @@ class Heartbeat:
             self._due = now + interval
 
     @property
-    def max_lag(self):
+    def max_lag(self) -> float:
         return max(self.lags, default=0.0)
 
-    def lag(self, q):
+    def lag(self, q: float) -> float:
         """The *q*-th percentile of the recorded lags, in seconds."""
         return percentile(self.lags, q)
 
@@ -102,7 +103,9 @@ class ProbeResult:
     value: Any = None
 
 
-def probe(fn, /, *args, interval=0.005, threshold=0.05, **kwargs) -> ProbeResult:
+def probe(
+    fn: Callable[..., Any], /, *args: Any, interval: float = 0.005, threshold: float = 0.05, **kwargs: Any
+) -> ProbeResult:
     """Run ``fn(*args, **kwargs)`` here while a heartbeat ticks every *interval*.
 
     The call runs in the calling greenlet, exactly as the application would

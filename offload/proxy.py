@@ -8,7 +8,10 @@ again -- by type (``autowrap``) or by the name of the method that returned
 them (``autowrap_names``) -- and the children keep the parent's settings.
 """
 
-from .executor import check_pool, resolve_pool
+from collections.abc import Iterable
+from typing import Any
+
+from .executor import PoolArg, check_pool, resolve_pool
 
 __all__ = ["Proxy", "unwrap"]
 
@@ -16,7 +19,7 @@ _getattribute = object.__getattribute__
 _setattr = object.__setattr__
 
 
-def unwrap(obj):
+def unwrap(obj: Any) -> Any:
     """Return the real object behind a :class:`Proxy`, or *obj* itself."""
     if isinstance(obj, Proxy):
         return _getattribute(obj, "_offload_obj")
@@ -68,7 +71,14 @@ class Proxy:
 
     __slots__ = ("_offload_obj", "_offload_autowrap", "_offload_names", "_offload_pool", "__weakref__")
 
-    def __init__(self, obj, *, autowrap=(), autowrap_names=(), pool=None):
+    def __init__(
+        self,
+        obj: Any,
+        *,
+        autowrap: type | Iterable[type] = (),
+        autowrap_names: Iterable[str] = (),
+        pool: PoolArg = None,
+    ) -> None:
         autowrap, autowrap_names = _check_autowrap(autowrap, autowrap_names)
         check_pool(pool)
         _setattr(self, "_offload_obj", unwrap(obj))

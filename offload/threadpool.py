@@ -12,8 +12,10 @@ import contextvars
 import os
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from time import monotonic
+from typing import Any, TypeVar
 
 import gevent
 from gevent._hub_local import get_hub_if_exists
@@ -25,6 +27,8 @@ from .future import Future
 
 __all__ = ["ThreadPool", "default_size"]
 
+_T = TypeVar("_T")
+
 _DEFAULT_SIZE = 10
 
 
@@ -33,10 +37,10 @@ class _WorkerLocal(_native.local):
 
 
 _tls = _WorkerLocal()
-_pools = weakref.WeakSet()
+_pools: "weakref.WeakSet[ThreadPool]" = weakref.WeakSet()
 
 
-def default_size():
+def default_size() -> int:
     """The number of threads a pool gets when none is asked for.
 
     ``OFFLOAD_THREADS`` from the environment if set, else 10.
@@ -201,7 +205,9 @@ class ThreadPool(futures.Executor):
     thread cannot deadlock on itself.
     """
 
-    def __init__(self, max_workers=None, *, name=None, max_queue=0):
+    def __init__(
+        self, max_workers: int | None = None, *, name: str | None = None, max_queue: int = 0
+    ) -> None:
         if max_workers is None:
             max_workers = default_size()
         _check_count("max_workers", max_workers, 1)
@@ -227,12 +233,12 @@ class ThreadPool(futures.Executor):
         self._stopped = Future()
 
     @property
-    def max_workers(self):
+    def max_workers(self) -> int:
         return self._max_workers
 
     # -- submitting -------------------------------------------------------
 
-    def call(self, fn, /, *args, **kwargs):
+    def call(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
         """Run ``fn(*args, **kwargs)`` in a worker thread and return its result.
 
         Only the calling greenlet waits.  If it is killed, or a
@@ -263,7 +269,7 @@ class ThreadPool(futures.Executor):
             raise TimeoutError(f"{_name_of(fn)} did not {state} within {timeout} seconds")
         return item.outcome()
 
-    def submit(self, fn, /, *args, **kwargs):
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
 
         Waiting on the future's ``result()`` parks only the calling greenlet.
@@ -271,7 +277,7 @@ class ThreadPool(futures.Executor):
         (cooperatively in a greenlet) until a worker takes a call.
         """
         check_callable(fn)
-        future = Future()
+        future: Future[_T] = Future()
         if _tls.pool is self:
             future.set_running_or_notify_cancel()
             try:
@@ -282,7 +288,13 @@ class ThreadPool(futures.Executor):
         self._put(_Task(future, fn, args, kwargs))
         return future
 
-    def map(self, fn, *iterables, timeout=None, chunksize=1):
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[_T]:
         """Like :func:`map`, with each call made in the pool.
 
         Every call is submitted at once; results are yielded in order, each
@@ -380,7 +392,7 @@ class ThreadPool(futures.Executor):
 
     # -- lifecycle --------------------------------------------------------
 
-    def shutdown(self, wait=True, *, cancel_futures=False):
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls and let the workers exit when the queue is done.
 
         :param wait: wait (cooperatively, in a greenlet) for the workers to exit.
@@ -416,7 +428,7 @@ class ThreadPool(futures.Executor):
         # parent's to run.
         self._reset()
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """A snapshot of what the pool has done, as a dict of numbers.
 
         ``workers`` threads alive, ``active`` running a call now, ``queued``
