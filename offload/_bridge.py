@@ -23,6 +23,8 @@ from greenlet import getcurrent
 
 from . import _native
 
+_TIMEOUT_MAX = _native.TIMEOUT_MAX
+
 
 class _Bridge:
     """One hub's async watcher and the waiters it has yet to wake."""
@@ -154,7 +156,7 @@ class ThreadWaiting:
             return self.lock.acquire()
         if timeout <= 0:
             return self.lock.acquire(False)
-        return self.lock.acquire(True, timeout)
+        return self.lock.acquire(True, min(timeout, _TIMEOUT_MAX))
 
 
 def locked():

@@ -9,8 +9,8 @@ or not patching has happened (as :mod:`gevent._threading` does).
 
 from gevent.monkey import get_original
 
-start_new_thread, allocate_lock, get_ident, RLock, local = get_original(
-    "_thread", ["start_new_thread", "allocate_lock", "get_ident", "RLock", "_local"]
+start_new_thread, allocate_lock, get_ident, RLock, local, TIMEOUT_MAX = get_original(
+    "_thread", ["start_new_thread", "allocate_lock", "get_ident", "RLock", "_local", "TIMEOUT_MAX"]
 )
 SimpleQueue = get_original("_queue", "SimpleQueue")
 Empty = get_original("_queue", "Empty")
@@ -22,6 +22,7 @@ __all__ = [
     "get_ident",
     "RLock",
     "local",
+    "TIMEOUT_MAX",
     "SimpleQueue",
     "Empty",
     "sleep",

@@ -33,7 +33,7 @@ _DEFAULT_SIZE = 10
 
 
 class _WorkerLocal(_native.local):
-    pool = None  # the ThreadPool whose worker this thread is
+    queue = None  # the queue of the ThreadPool whose worker this thread is
 
 
 _tls = _WorkerLocal()
@@ -253,7 +253,7 @@ class ThreadPool(futures.Executor):
     def _call(self, fn, args, kwargs, timeout):
         if not callable(fn):
             check_callable(fn)
-        if _tls.pool is self:
+        if _tls.queue is self._queue:
             return fn(*args, **kwargs)
         bridge = current_bridge()
         item = (_ThreadCall if bridge is None else _HubCall)(fn, args, kwargs, bridge)
@@ -278,7 +278,7 @@ class ThreadPool(futures.Executor):
         """
         check_callable(fn)
         future: Future[_T] = Future()
-        if _tls.pool is self:
+        if _tls.queue is self._queue:
             future.set_running_or_notify_cancel()
             try:
                 future.set_result(fn(*args, **kwargs))
@@ -334,53 +334,19 @@ class ThreadPool(futures.Executor):
                 return
             counters = _Counters()
             self._workers.append(counters)
+        queue = self._queue
+        # The worker holds the pool only weakly, as the standard library's
+        # does: a pool dropped without shutdown() is collected, and this
+        # callback stops the worker.
+        pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))
         try:
-            _native.start_new_thread(self._work, (counters,))
+            _native.start_new_thread(
+                _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters)
+            )
         except BaseException:
             with self._lock:
                 self._workers.remove(counters)
             raise
-
-    def _work(self, counters):
-        _tls.pool = self
-        get = self._queue.get
-        idle = self._idle
-        slots = self._slots
-        max_idle = self._max_workers
-        monitored = gevent.config.monitor_thread
-        try:
-            while True:
-                item = get()
-                if item is None:
-                    return
-                counters.taken += 1
-                if slots is not None:
-                    slots.release()
-                if not item.start():
-                    counters.cancelled += 1
-                    continue
-                counters.active = 1
-                started = monotonic()
-                counters.wait_time += started - item.queued_at
-                error = value = None
-                try:
-                    value = item.context.run(item.fn, *item.args, **item.kwargs)
-                except BaseException as exc:
-                    # Drop this frame: the traceback starts at the user's code.
-                    error = exc.with_traceback(exc.__traceback__.tb_next)
-                    counters.failed += 1
-                else:
-                    counters.completed += 1
-                counters.run_time += monotonic() - started
-                counters.active = 0
-                item.finish(value, error)
-                item = value = error = None
-                if len(idle) < max_idle:
-                    idle.append(None)
-                if monitored:
-                    _unmonitor()
-        finally:
-            self._retire(counters)
 
     def _retire(self, counters):
         with self._lock:
@@ -419,7 +385,7 @@ class ThreadPool(futures.Executor):
             if item.cancel():
                 with self._lock:
                     self._retired.cancelled += 1
-        if wait and running and _tls.pool is not self:
+        if wait and running and _tls.queue is not self._queue:
             self._stopped.result()
 
     def _after_fork(self):
@@ -465,6 +431,48 @@ class ThreadPool(futures.Executor):
             f"<{type(self).__name__} {self.name!r} workers={len(self._workers)}"
             f"/{self._max_workers}{' shut down' if self._is_shutdown else ''}>"
         )
+
+
+def _work(pool_ref, queue, idle, slots, max_idle, counters):
+    """The loop of one worker thread: take a call, run it, wake its caller."""
+    _tls.queue = queue
+    get = queue.get
+    monitored = gevent.config.monitor_thread
+    try:
+        while True:
+            item = get()
+            if item is None:
+                return
+            counters.taken += 1
+            if slots is not None:
+                slots.release()
+            if not item.start():
+                counters.cancelled += 1
+                continue
+            counters.active = 1
+            started = monotonic()
+            counters.wait_time += started - item.queued_at
+            error = value = None
+            try:
+                value = item.context.run(item.fn, *item.args, **item.kwargs)
+            except BaseException as exc:
+                # Drop this frame: the traceback starts at the user's code.
+                error = exc.with_traceback(exc.__traceback__.tb_next)
+                counters.failed += 1
+            else:
+                counters.completed += 1
+            counters.run_time += monotonic() - started
+            counters.active = 0
+            item.finish(value, error)
+            item = value = error = None
+            if len(idle) < max_idle:
+                idle.append(None)
+            if monitored:
+                _unmonitor()
+    finally:
+        pool = pool_ref()
+        if pool is not None:
+            pool._retire(counters)
 
 
 def _unmonitor():

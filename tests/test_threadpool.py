@@ -3,9 +3,11 @@
 import concurrent.futures as cf
 import contextvars
 import gc
+import os
 import threading
 import time
 import traceback
+import weakref
 
 import gevent
 import pytest
@@ -420,3 +422,31 @@ def test_100k_calls_leak_nothing():
     assert len(gc.get_objects()) - objects < 500
     assert _rss_kb() - rss < 8 * 1024
     pool.shutdown()
+
+
+def _os_threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_a_dropped_pool_stops_its_threads():
+    before = _os_threads()
+    pool = ThreadPool(3)
+    gevent.joinall([gevent.spawn(pool.call, sleep, 0.02) for _ in range(3)])
+    assert pool.stats()["workers"] == 3
+    alive = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert alive() is None
+    # The workers saw their stop sentinel and ended (raw threads: count via /proc).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _os_threads() > before:
+        time.sleep(0.01)
+    assert _os_threads() <= before
+
+
+def test_huge_timeout_in_a_plain_thread_is_accepted(pool):
+    box = []
+    t = threading.Thread(target=lambda: box.append(pool.submit(lambda: 1).result(timeout=1e12)))
+    t.start()
+    t.join(5)
+    assert box == [1]
