@@ -18,6 +18,8 @@ right kind for the place it is called from.
 import os
 from collections import deque
 
+import gevent
+import gevent.monkey
 from gevent._hub_local import get_hub_if_exists
 from greenlet import getcurrent
 
@@ -240,9 +242,16 @@ class Semaphore:
 
 
 def _after_fork_in_child():
-    # The bridge of the forking thread's hub refers to the parent's waiters
-    # and may hold a ref on the loop for them; nobody will wake those.
     hub = get_hub_if_exists()
+    if hub is None:
+        return
+    if not gevent.monkey.is_module_patched("os"):
+        # gevent prepares its loop for the child only in its own fork (the
+        # patched os.fork); a bridge needs a working loop, and libuv's does
+        # not survive a plain fork.  gevent.reinit is idempotent.
+        gevent.reinit()
+    # The bridge refers to the parent's waiters and may hold a ref on the
+    # loop for them; nobody will wake those.
     bridge = getattr(hub, "_offload_bridge", None)
     if bridge is not None:
         del hub._offload_bridge

@@ -105,9 +105,17 @@ sys.stdout.flush()
 """
 
 
-@pytest.mark.parametrize("mode", modes.ALL_MODES)
-def test_core_behaviour(mode):
-    out, err = modes.run_full(mode, BEHAVIOUR)
+# The default loop (libev) in every mode; libuv too, unpatched and patch_all.
+LOOPS = [(mode, None) for mode in modes.ALL_MODES] + [("none", "libuv-cffi"), ("all", "libuv-cffi")]
+
+
+def _loop_env(loop):
+    return {"GEVENT_LOOP": loop} if loop else None
+
+
+@pytest.mark.parametrize("mode, loop", LOOPS)
+def test_core_behaviour(mode, loop):
+    out, err = modes.run_full(mode, BEHAVIOUR, env=_loop_env(loop))
     got = modes.lines(out)
     assert got["real_threads"] == "True"
     # Four 0.2 s calls overlap (serial would be 0.8 s) and the hub kept ticking.
@@ -163,9 +171,9 @@ print("parent=", offload.call(os.getpid) == os.getpid(), offload.get_default_poo
 """
 
 
-@pytest.mark.parametrize("mode", modes.ALL_MODES)
-def test_fork_gives_child_a_fresh_pool(mode):
-    got = modes.lines(modes.run(mode, FORK, timeout=60))
+@pytest.mark.parametrize("mode, loop", LOOPS)
+def test_fork_gives_child_a_fresh_pool(mode, loop):
+    got = modes.lines(modes.run(mode, FORK, timeout=60, env=_loop_env(loop)))
     assert got["child"] == "True 5 True"
     assert got["parent"] == "True 7"
 
