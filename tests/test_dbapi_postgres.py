@@ -4,7 +4,13 @@ psycopg2 waits for the server inside libpq, so ``pg_sleep`` freezes the hub
 whatever is patched; through offload.dbapi it must not.
 """
 
+import json
+import os
+import subprocess
+import sys
+import threading
 import time
+import urllib.request
 import uuid
 
 import gevent
@@ -197,3 +203,36 @@ def test_pool_survives_a_server_restart(dsn):
             with pool.connection() as conn:
                 assert _pid(conn) not in pids
         assert pool.stats()["discarded"] == 3
+
+
+def test_example_app_serves_while_a_query_sleeps(dsn):
+    port = services.free_port()
+    app = os.path.join(modes.ROOT, "examples", "psycopg2_app.py")
+    env = dict(os.environ, PYTHONPATH=modes.ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, app, "--dsn", dsn, "--port", str(port), "--maxconn", "3"],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().startswith("serving on"), "the example did not start"
+        slow = {}
+
+        def get_slow():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/sleep?ms=800", timeout=10) as r:
+                slow["body"] = json.load(r)
+                slow["done"] = time.monotonic()
+
+        t = threading.Thread(target=get_slow)
+        t.start()
+        time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            fast = json.load(r)
+        fast_done = time.monotonic()
+        t.join(10)
+        assert "backend" in fast and "backend" in slow["body"]
+        assert fast_done < slow["done"]  # answered while the other request's query slept
+    finally:
+        proc.terminate()
+        proc.wait(10)
