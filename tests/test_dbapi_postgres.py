@@ -74,7 +74,8 @@ def test_probe_pg_sleep_blocks_directly_not_through_offload(dsn, mode):
     out = modes.lines(modes.run(mode, PROBE_SNIPPET.format(dsn=dsn)))
     assert out["socket_patched"] == str(mode == "all")
     assert out["direct_blocked"] == "True", out  # patching does not help a C driver
-    assert out["via_blocked"] == "False", out
+    assert float(out["direct_lag"]) > 0.15, out  # frozen for about the whole sleep
+    assert float(out["via_lag"]) < 0.1, out
 
 
 def test_ten_greenlets_pg_sleep_overlap(dsn):
@@ -90,7 +91,7 @@ def test_ten_greenlets_pg_sleep_overlap(dsn):
             gevent.joinall([gevent.spawn(sleeper) for _ in range(10)], raise_error=True)
         elapsed = time.perf_counter() - started
     assert elapsed < 1.0, elapsed  # one after another would take 2 s
-    assert hb.max_lag < 0.1, hb.max_lag
+    assert hb.max_lag < 0.15, hb.max_lag  # each query frozen on the hub would be 0.2
 
 
 def test_transactions_and_rollback(conn, dsn, table):

@@ -74,7 +74,7 @@ def test_unpatched_end_to_end(sqlite_file):
         assert row["patched"] is False
         assert row["blocks_directly"] is True, row
         assert row["max_lag_direct"] > 0.1, row
-        assert row["max_lag_offload"] < 0.05, row
+        assert row["max_lag_offload"] < 0.1, row
         assert "offload" in row["advice"] or "patch_all" in row["advice"]
     assert "password=***" in rows["psycopg2"]["target"]
     assert _digest(sqlite_file) == before  # opened read-only
@@ -108,7 +108,7 @@ def test_patch_all_json_says_what_is_patched():
     assert {"socket", "threading", "time", "select"} <= set(patching["modules"])
     assert patching["select_epoll"] is False
     row = _rows(report)["psycopg2"]
-    assert row["blocks_directly"] is True and row["max_lag_offload"] < 0.05
+    assert row["blocks_directly"] is True and row["max_lag_offload"] < 0.1
 
 
 def test_unreachable_server_is_a_clear_failure():
