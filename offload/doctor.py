@@ -200,13 +200,23 @@ def check_time():
     ]
 
 
-def _dbapi_row(driver, module, target, patched, why, sql, connect_args, connect_kwargs):
+def _dbapi_row(driver, module, target, patched, why, sql, connect_args, connect_kwargs, check=None):
+    """Connect directly and through offload.dbapi and probe *sql* on each.
+
+    *check*, a query run first on the direct connection, proves the target
+    is usable (connecting alone does not for sqlite3).
+    """
     from . import dbapi
 
     shown = redact(target)
+    raw = None
     try:
         raw = module.connect(*connect_args, **connect_kwargs)
+        if check is not None:
+            raw.cursor().execute(check)
     except module.Error as exc:
+        if raw is not None:
+            raw.close()
         raise Unreachable(f"{driver}: could not connect to {shown}: {_scrub(str(exc).strip(), target)}")
     conn = None
     try:
@@ -226,24 +236,12 @@ def _dbapi_row(driver, module, target, patched, why, sql, connect_args, connect_
 def check_postgres(dsn):
     try:
         import psycopg2
-        import psycopg2.extensions
     except ImportError:
         raise Unreachable("postgres: psycopg2 is not installed (pip install psycopg2-binary)")
-    green = psycopg2.extensions.get_wait_callback() is not None
-    why = "psycogreen wait callback" if green else "C driver: libpq waits in C"
-    row = _dbapi_row(
-        "psycopg2",
-        psycopg2,
-        dsn,
-        green,
-        why,
-        f"SELECT pg_sleep({SLEEP})",
-        (dsn,),
-        {"connect_timeout": CONNECT_TIMEOUT},
-    )
-    if green:
-        row.advice += "; with psycogreen, do not also offload the same connections"
-    return [row]
+    why = "C driver: libpq waits in C"
+    sql = f"SELECT pg_sleep({SLEEP})"
+    options = {"connect_timeout": CONNECT_TIMEOUT}
+    return [_dbapi_row("psycopg2", psycopg2, dsn, False, why, sql, (dsn,), options)]
 
 
 def _mysql_params(url):
@@ -311,11 +309,9 @@ def check_sqlite(path):
     per_row = max((time.perf_counter() - started) / 100_000, 1e-8)
     probe_conn.close()
     n = int(min(max(SLEEP / per_row, 100_000), 50_000_000))
-    return [
-        _dbapi_row(
-            "sqlite3", sqlite3, path, False, "C library: the query runs in C", _sqlite_query(n), args, kwargs
-        )
-    ]
+    why = "C library: the query runs in C"
+    check = "SELECT count(*) FROM sqlite_master"  # "file is not a database" here, not later
+    return [_dbapi_row("sqlite3", sqlite3, path, False, why, _sqlite_query(n), args, kwargs, check=check)]
 
 
 def check_redis(url):

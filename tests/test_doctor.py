@@ -128,6 +128,15 @@ def test_missing_sqlite_file_and_bad_mysql_url(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
+def test_a_file_that_is_not_a_database(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, " * 100)
+    proc = doctor("--patch", "none", "--sqlite", str(path))
+    assert proc.returncode == 1
+    assert "file is not a database" in proc.stderr
+    assert path.read_text() == "not a database, " * 100
+
+
 def test_bad_arguments_are_usage_errors():
     proc = doctor("--patch", "some")
     assert proc.returncode == 2
