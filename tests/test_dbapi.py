@@ -394,3 +394,38 @@ def test_affinity_holds_when_patched(mode):
 
     out = lines(run(mode, PATCHED_SNIPPET.replace("{heavy!r}", repr(HEAVY))))
     assert out == {"count": "300", "tids": "1", "other_thread": "True", "hub_ran": "True", "pooled": "20"}
+
+
+def test_timeout_abandons_the_wait_and_the_connection_stays_usable(conn):
+    conn.execute("CREATE TABLE t (x)")
+    started = time.monotonic()
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.05):
+            db.call(conn, lambda raw: (time.sleep(0.3), raw.execute("INSERT INTO t VALUES (1)")))
+    assert time.monotonic() - started < 0.25  # only the wait was abandoned...
+    # ...the running call finishes first: calls on a connection stay in order.
+    assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_pool_slot_is_not_lost_by_a_killed_waiter_or_borrower():
+    small = db.ConnectionPool(sqlite3, ":memory:", minconn=1, maxconn=1)
+    try:
+        held = small.getconn()
+        waiter = gevent.spawn(small.getconn)
+        gevent.sleep(0.05)
+        waiter.kill()
+        small.putconn(held)
+
+        def borrower():
+            with small.connection() as conn:
+                db.call(conn, lambda raw: time.sleep(0.2))
+
+        g = gevent.spawn(borrower)
+        gevent.sleep(0.05)
+        g.kill()  # while its call runs in the lane
+        with small.connection(timeout=2) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        stats = small.stats()
+        assert stats["in_use"] == 0 and stats["size"] + stats["discarded"] == stats["opened"]
+    finally:
+        small.close()
