@@ -370,7 +370,8 @@ def check_mongo(uri):
         client.admin.command("ping")
     except PyMongoError as exc:
         client.close()
-        raise Unreachable(f"mongo: could not connect to {shown}: {_scrub(str(exc), uri)}")
+        reason = str(exc).split(", Timeout:")[0]  # the topology dump after it says no more
+        raise Unreachable(f"mongo: could not connect to {shown}: {_scrub(reason, uri)}")
     patched = monkey.is_module_patched("socket")
     why = "pure Python on gevent sockets" if patched else "pure Python, socket not patched"
     # A server-side sleep that reads and writes nothing: one generated
