@@ -1,8 +1,9 @@
 """``python -m offload COMMAND``: the command line.
 
-One command so far, ``doctor`` (see :mod:`offload.doctor`).  This module
-imports nothing heavy before dispatching, so a command that must patch first
-can still do so.
+One command so far, ``doctor`` (see :mod:`offload.doctor`).  By the time
+this module runs, ``python -m`` has imported the ``offload`` package and so
+gevent and threading: too late to monkey patch well.  A command that needs
+patching therefore runs again in a fresh interpreter that patches first.
 """
 
 import argparse
