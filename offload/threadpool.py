@@ -4,8 +4,8 @@ A call is put on a C :class:`queue.SimpleQueue` (the unpatched one) and taken
 by a worker thread; the caller parks on a waiter from :mod:`offload._bridge`,
 so only the calling greenlet waits while its hub runs everything else.
 Workers are started on demand up to ``max_workers`` and live until
-:meth:`ThreadPool.shutdown`; they are raw threads that never keep the
-interpreter from exiting.
+:meth:`ThreadPool.shutdown`, or until the pool is garbage collected; they are
+raw threads that never keep the interpreter from exiting.
 """
 
 import contextvars
