@@ -385,7 +385,10 @@ class _Worker:
                 counters.active = 1
                 started = monotonic()
                 counters.wait_time += started - item.queued_at
-                value, error = self.execute(item.payload, item.name)
+                try:
+                    value, error = self.execute(item.payload, item.name)
+                except BaseException as exc:  # a failure of this machinery: tell the caller
+                    value, error = None, exc
                 counters.run_time += monotonic() - started
                 counters.active = 0
                 if error is None:
@@ -457,7 +460,9 @@ class _Worker:
         except BaseException as exc:
             os.close(task_w)
             os.close(result_r)
-            return RuntimeError(f"cannot start a worker process: {exc}").with_traceback(None)
+            failure = RuntimeError(f"cannot start a worker process: {exc!r}")
+            failure.__cause__ = exc
+            return failure
         finally:
             for end in child_ends:
                 end.close()
@@ -539,6 +544,7 @@ class _Worker:
         self.proc = None
         os.close(self.tasks_fd)
         os.close(self.results_fd)
+        self.tasks_fd = self.results_fd = None
         self.poller = None
         exitcode = None
         popen = proc._popen
@@ -851,10 +857,13 @@ class ProcessPool(futures.Executor):
         return chain.from_iterable(results)
 
     def _put(self, item):
-        if self._is_shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        self._submitted += 1
-        self._queue.put(item)
+        # Under the lock, so that no call can land behind the stop markers
+        # that shutdown() queues.
+        with self._lock:
+            if self._is_shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._submitted += 1
+            self._queue.put(item)
         idle = self._idle
         if idle:
             try:
@@ -948,7 +957,15 @@ class ProcessPool(futures.Executor):
 
     def _after_fork(self):
         # Only the forking thread exists in the child: the worker threads are
-        # gone, and the processes are the parent's to look after.
+        # gone, and the processes are the parent's to look after.  Close the
+        # copies of their pipes, or they would outlive the parent's.
+        for worker in self._workers:
+            for fd in (worker.tasks_fd, worker.results_fd):
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
         self._reset()
 
     def stats(self) -> dict:

@@ -58,6 +58,10 @@ def die(how):
     time.sleep(5)
 
 
+def echo(value):
+    return value
+
+
 def lock_result():
     return threading.Lock()
 
@@ -195,6 +199,13 @@ def test_decorated_function_and_named_pool():
     assert resolve_pool("process") is offload.get_default_process_pool()
     inner, child, x = offload.call(nested_call, 5, pool="process")
     assert inner == child and x == 5
+
+
+def test_large_arguments_and_results(pool):
+    # Larger than a pipe's buffer both ways: the writes and reads must resume.
+    blob = os.urandom(3_000_000)
+    futures = [pool.submit(echo, blob) for _ in range(3)]
+    assert all(f.result(timeout=60) == blob for f in futures)
 
 
 def test_plain_thread_caller(pool):
