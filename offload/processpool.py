@@ -365,6 +365,7 @@ class _Worker:
         self.poller = None
         self.buffer = bytearray()
         self.stopping = False  # set by _terminate: do not start another process
+        self.replace = False  # the process crashed or retired: start the next one now
 
     # -- the thread -------------------------------------------------------
 
@@ -397,6 +398,7 @@ class _Worker:
                     counters.failed += 1
                 item.finish(value, error)
                 item = value = error = None
+                self.replenish()
                 if len(idle) < pool._max_workers:
                     idle.append(None)
         finally:
@@ -418,22 +420,25 @@ class _Worker:
         answer = self.receive()
         if answer is None:
             exitcode, pid = self.reap()
-            self.restart()
+            self.replace = True
             return None, WorkerCrashed(
                 f"the worker process (pid {pid}) running {name} died with {_describe(exitcode)}",
                 exitcode,
                 pid,
             )
         self.served += 1
-        limit = self.pool._max_tasks_per_child
-        if limit is not None and self.served >= limit:
-            self.stop_process()
-            self.restart()
         return _decode(answer, name)
 
-    def restart(self):
-        if not (self.stopping or self.pool._is_shutdown):
-            self.start_process()
+    def replenish(self):
+        """After a call has been answered: retire a process that has served
+        ``max_tasks_per_child`` calls, and replace one that is gone."""
+        limit = self.pool._max_tasks_per_child
+        if self.proc is not None and limit is not None and self.served >= limit:
+            self.stop_process()
+            self.replace = True
+        if self.replace and not (self.stopping or self.pool._is_shutdown):
+            self.replace = False
+            self.start_process()  # if this fails, the next call tries again and reports it
 
     # -- the process ------------------------------------------------------
 
