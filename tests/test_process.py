@@ -217,8 +217,16 @@ def test_plain_thread_caller(pool):
 
 
 def test_spawn_context():
+    # With spawn the workers are this process's own children: it reaps them.
     with ProcessPool(1, mp_context="spawn") as spawned:
         assert spawned.call(add, 1, 2) == 3
+        first = spawned.call(getpid)
+        assert psutil.Process(first).ppid() == os.getpid()
+        with pytest.raises(WorkerCrashed, match="SIGKILL"):
+            spawned.call(die, "sigkill")
+        assert gone(first)  # reaped, not a zombie
+        second = spawned.call(getpid)
+    assert gone(second)
 
 
 # -- crashes -------------------------------------------------------------------
