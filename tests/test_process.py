@@ -71,6 +71,13 @@ def sleep_then(seconds, value=None):
     return value
 
 
+def timed_sleep(seconds):
+    """When the sleep started and ended, by the wall clock."""
+    started = time.time()
+    time.sleep(seconds)
+    return started, time.time()
+
+
 def write_pid_and_sleep(path, seconds):
     with open(path, "w") as f:
         f.write(str(os.getpid()))
