@@ -18,80 +18,41 @@ traps of :mod:`multiprocessing` under gevent:
   that gives up can still cancel them.
 * Calls are pickled in the caller, so an unpicklable function or argument
   raises there at once.
+
+What crosses the pipe, and the loop a child runs, are in
+:mod:`offload._wire`; the thread that looks after one child is in
+:mod:`offload._procworker`.  This module holds the pool itself.
 """
 
 import atexit
-import io
 import os
-import pickle
-import signal
-import struct
-import sys
-import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from functools import partial
-from itertools import chain, islice
+from itertools import chain
 from time import monotonic
-from types import FunctionType
 from typing import Any
 
-from gevent.monkey import get_original
 from greenlet import getcurrent
 
-from . import _native
+from . import _native, _wire
 from ._bridge import HubWaiting, ThreadWaiting, current_bridge, locked
+from ._procworker import Counters, Worker, WorkerCrashed
+from ._wire import RemoteTraceback
 from .future import Future
 from .threadpool import _check_count, _name_of, check_callable, check_timeout
 
-__all__ = ["ProcessPool", "WorkerCrashed", "get_default_process_pool", "default_process_count"]
+__all__ = [
+    "ProcessPool",
+    "RemoteTraceback",
+    "WorkerCrashed",
+    "default_process_count",
+    "get_default_process_pool",
+]
 
-_poll = get_original("select", "poll")
-_waitpid = get_original("os", "waitpid")
-_POLLIN = 0x001
-_POLLOUT = 0x004
-_POLL_ERRORS = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL
-
-_HEADER = struct.Struct("!Q")
-_STOP = _HEADER.pack(0)  # an empty message tells a child to exit
-_VALUE, _RAISED, _UNSENDABLE = 0, 1, 2  # the first byte of every answer
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
-
-_in_worker = False  # True in a child process of any ProcessPool
-_start_lock = _native.allocate_lock()  # one process start at a time, see _Worker.start_process
 _pools = weakref.WeakSet()
-
-
-class WorkerCrashed(Exception):
-    """The worker process running a call died before it answered.
-
-    ``exitcode`` is the process's exit code, negative for the signal that
-    killed it (as :attr:`multiprocessing.Process.exitcode`), or None if it
-    could not be learnt.  Only the call that process was running fails; the
-    pool starts a replacement and keeps serving.
-    """
-
-    def __init__(self, message, exitcode=None, pid=None):
-        super().__init__(message)
-        self.exitcode = exitcode
-        self.pid = pid
-
-
-class RemoteTraceback(Exception):
-    """The traceback, as text, of an exception raised in a worker process.
-
-    It is set as the ``__cause__`` of the re-raised exception, so the
-    child's frames are printed above the caller's.
-    """
-
-    def __init__(self, text):
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self):
-        return "\n\n" + self.text
 
 
 def default_process_count():
@@ -113,483 +74,6 @@ def default_process_count():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
-
-
-# -- pickling ---------------------------------------------------------------
-
-
-def _unwrapped(module, qualname):
-    """The function that ``module.qualname`` wraps (see :class:`_WrapperAwarePickler`)."""
-    obj = sys.modules.get(module) or __import__(module, fromlist=["_"])
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj.__wrapped__
-
-
-class _WrapperAwarePickler(pickle.Pickler):
-    """Pickles a function hidden behind a decorator of the same name.
-
-    ``@offload(pool="process")`` replaces ``f`` in its module by a wrapper
-    that hands the original function to the pool; pickle would refuse it
-    ("not the same object as module.f").  This pickler sends it as "the
-    ``__wrapped__`` of ``module.f``" instead.  It is only the fallback when
-    plain pickling fails, because a Python hook on every object is slow.
-    """
-
-    def reducer_override(self, obj):
-        if type(obj) is FunctionType:
-            module = getattr(obj, "__module__", None)
-            qualname = getattr(obj, "__qualname__", "")
-            if module and "<locals>" not in qualname:
-                try:
-                    found = _unwrapped(module, qualname)
-                except Exception:
-                    return NotImplemented
-                if found is obj:
-                    return _unwrapped, (module, qualname)
-        return NotImplemented
-
-
-def _dumps(obj):
-    try:
-        return pickle.dumps(obj, _PROTOCOL)
-    except Exception as first:
-        buffer = io.BytesIO()
-        try:
-            _WrapperAwarePickler(buffer, _PROTOCOL).dump(obj)
-        except Exception:
-            raise first from None
-        return buffer.getvalue()
-
-
-def _pack_call(fn, args, kwargs):
-    """The message that asks a child to run ``fn(*args, **kwargs)``."""
-    try:
-        body = _dumps((fn, args, kwargs))
-    except Exception as exc:
-        raise pickle.PicklingError(
-            f"cannot send {_name_of(fn)} and its arguments to a worker process: {exc} "
-            "(functions must be importable by name, arguments and results picklable)"
-        ) from exc
-    return _HEADER.pack(len(body)) + body
-
-
-def _run_chunk(fn, chunk):
-    """Run *fn* over a list of argument tuples in one child (``map(chunksize=...)``)."""
-    return [fn(*args) for args in chunk]
-
-
-def _chunks(iterables, size):
-    items = zip(*iterables)  # noqa: B905 - stops at the shortest, as map() does
-    while True:
-        chunk = list(islice(items, size))
-        if not chunk:
-            return
-        yield chunk
-
-
-# -- the child side ---------------------------------------------------------
-
-
-def _read_exactly(fd, size):
-    parts = []
-    while size:
-        part = os.read(fd, min(size, 1 << 20))
-        if not part:
-            raise EOFError
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _answer_raised(exc):
-    """The answer that carries *exc*, its type and its traceback text."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    try:
-        pickled = _dumps(exc)
-    except Exception:
-        pickled = None
-    try:
-        message = str(exc)
-    except Exception:
-        message = repr(exc)
-    body = pickle.dumps((pickled, kind, message, text), _PROTOCOL)
-    return bytes((_RAISED,)) + body
-
-
-def _answer(data):
-    """Run the call in *data* and return the answer to send back."""
-    try:
-        fn, args, kwargs = pickle.loads(data)
-    except BaseException as exc:
-        return _answer_raised(exc)
-    try:
-        value = fn(*args, **kwargs)
-    except BaseException as exc:
-        return _answer_raised(exc)
-    try:
-        return bytes((_VALUE,)) + _dumps(value)
-    except Exception as exc:
-        text = f"cannot send the result of {_name_of(fn)} back from the worker process: {exc}"
-        return bytes((_UNSENDABLE,)) + pickle.dumps(text, _PROTOCOL)
-
-
-def _child_main(tasks, results, initializer, initargs):
-    """The loop of a worker process: read a call, run it, write the answer."""
-    global _in_worker
-    _in_worker = True
-    # Ctrl-C in a terminal signals the whole process group; the parent
-    # decides what happens to the calls, so a child ignores it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    rfd, wfd = tasks.fileno(), results.fileno()
-
-    def send(answer):
-        _write_all(wfd, _HEADER.pack(len(answer)) + answer)
-
-    if initializer is not None:
-        try:
-            initializer(*initargs)
-        except BaseException as exc:
-            send(_answer_raised(exc))
-            return
-    send(bytes((_VALUE,)) + pickle.dumps(None))  # ready
-    while True:
-        try:
-            (size,) = _HEADER.unpack(_read_exactly(rfd, _HEADER.size))
-            if not size:
-                return
-            data = _read_exactly(rfd, size)
-        except EOFError:  # the parent is gone
-            return
-        answer = _answer(data)
-        data = None
-        try:
-            send(answer)
-        except BrokenPipeError:
-            return
-
-
-# -- the parent side --------------------------------------------------------
-
-
-def _decode(answer, name):
-    """(value, error) from a child's answer."""
-    kind = answer[0]
-    body = memoryview(answer)[1:]
-    try:
-        if kind == _VALUE:
-            return pickle.loads(body), None
-        if kind == _UNSENDABLE:
-            return None, pickle.PicklingError(pickle.loads(body))
-        pickled, type_name, message, text = pickle.loads(body)
-    except Exception as exc:
-        error = pickle.UnpicklingError(f"cannot load what the worker process sent back for {name}: {exc}")
-        error.__cause__ = exc
-        return None, error
-    error = None
-    if pickled is not None:
-        try:
-            error = pickle.loads(pickled)
-        except Exception:
-            error = None
-        if not isinstance(error, BaseException):
-            error = None
-    if error is None:
-        error = RuntimeError(f"{type_name}: {message} (raised in a worker process; cannot be sent back)")
-    error.__cause__ = RemoteTraceback(text)
-    return None, error
-
-
-def _take_message(buffer):
-    """Remove and return the first whole message in *buffer*, if there is one."""
-    if len(buffer) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack_from(buffer)
-    end = _HEADER.size + size
-    if len(buffer) < end:
-        return None
-    message = bytes(buffer[_HEADER.size : end])
-    del buffer[:end]
-    return message
-
-
-def _describe(exitcode):
-    if exitcode is None:
-        return "an unknown exit code"
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
-class _Counters:
-    """What one worker has done; only its thread writes to it."""
-
-    __slots__ = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
-
-    def __init__(self):
-        self.taken = self.completed = self.failed = self.cancelled = self.active = 0
-        self.wait_time = self.run_time = 0.0
-
-    def add(self, other):
-        for name in self.__slots__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-class _Worker:
-    """One worker process and the real thread that looks after it.
-
-    The thread takes calls from the pool's queue one at a time, starts the
-    process when it has none, and replaces it after a crash or after
-    ``max_tasks_per_child`` calls.  Its pipe ends are non-blocking and it
-    waits on them together with the process's sentinel, so a child that dies
-    at any moment -- even halfway through a message -- is noticed.
-    """
-
-    def __init__(self, pool):
-        self.pool = pool
-        self.counters = _Counters()
-        self.proc = None
-        self.pid = None
-        self.served = 0
-        self.tasks_fd = self.results_fd = self.sentinel = None
-        self.poller = None
-        self.buffer = bytearray()
-        self.stopping = False  # set by _terminate: do not start another process
-        self.replace = False  # the process crashed or retired: start the next one now
-
-    # -- the thread -------------------------------------------------------
-
-    def run(self):
-        pool = self.pool
-        counters = self.counters
-        get = pool._queue.get
-        idle = pool._idle
-        try:
-            while True:
-                item = get()
-                if item is None:
-                    return
-                counters.taken += 1
-                if not item.start():
-                    counters.cancelled += 1
-                    continue
-                counters.active = 1
-                started = monotonic()
-                counters.wait_time += started - item.queued_at
-                try:
-                    value, error = self.execute(item.payload, item.name)
-                except BaseException as exc:  # a failure of this machinery: tell the caller
-                    value, error = None, exc
-                counters.run_time += monotonic() - started
-                counters.active = 0
-                if error is None:
-                    counters.completed += 1
-                else:
-                    counters.failed += 1
-                item.finish(value, error)
-                item = value = error = None
-                self.replenish()
-                if len(idle) < pool._max_workers:
-                    idle.append(None)
-        finally:
-            self.stop_process()
-            pool._retire(self)
-
-    def execute(self, payload, name):
-        """Run one call in the process; (value, error)."""
-        for _ in range(2):  # a process found dead while idle is replaced once
-            if self.proc is None:
-                error = self.start_process()
-                if error is not None:
-                    return None, error
-            if self.alive() and self.send(payload):
-                break
-            self.reap()
-        else:
-            return None, WorkerCrashed(f"worker processes die on start; cannot run {name}")
-        answer = self.receive()
-        if answer is None:
-            exitcode, pid = self.reap()
-            self.replace = True
-            return None, WorkerCrashed(
-                f"the worker process (pid {pid}) running {name} died with {_describe(exitcode)}",
-                exitcode,
-                pid,
-            )
-        self.served += 1
-        return _decode(answer, name)
-
-    def replenish(self):
-        """After a call has been answered: retire a process that has served
-        ``max_tasks_per_child`` calls, and replace one that is gone."""
-        limit = self.pool._max_tasks_per_child
-        if self.proc is not None and limit is not None and self.served >= limit:
-            self.stop_process()
-            self.replace = True
-        if self.replace and not (self.stopping or self.pool._is_shutdown):
-            self.replace = False
-            self.start_process()  # if this fails, the next call tries again and reports it
-
-    # -- the process ------------------------------------------------------
-
-    def start_process(self):
-        """Start a process and wait until it is ready; an error or None."""
-        from multiprocessing import process as mp_process
-        from multiprocessing.connection import Connection
-
-        pool = self.pool
-        task_r, task_w = os.pipe()
-        result_r, result_w = os.pipe()
-        child_ends = (Connection(task_r, writable=False), Connection(result_w, readable=False))
-        proc = pool._context.Process(
-            target=_child_main,
-            args=child_ends + (pool._initializer, pool._initargs),
-            name=f"{pool.name}-worker",
-        )
-        try:
-            # multiprocessing's forkserver client and resource tracker guard
-            # themselves with locks that may be gevent's after patching; this
-            # pool never contends for them from two threads at once.
-            with _start_lock:
-                proc.start()
-        except BaseException as exc:
-            os.close(task_w)
-            os.close(result_r)
-            failure = RuntimeError(f"cannot start a worker process: {exc!r}")
-            failure.__cause__ = exc
-            return failure
-        finally:
-            for end in child_ends:
-                end.close()
-        # This thread reaps the process itself, with unpatched calls;
-        # multiprocessing's own bookkeeping would poll it with patched ones.
-        mp_process._children.discard(proc)
-        os.set_blocking(task_w, False)
-        os.set_blocking(result_r, False)
-        self.proc = proc
-        self.pid = proc.pid
-        self.tasks_fd, self.results_fd, self.sentinel = task_w, result_r, proc.sentinel
-        self.poller = _poll()
-        self.poller.register(result_r, _POLLIN)
-        self.poller.register(proc.sentinel, _POLLIN)
-        self.buffer = bytearray()
-        self.served = 0
-        ready = self.receive()
-        if ready is None:
-            exitcode, pid = self.reap()
-            message = f"a new worker process (pid {pid}) died with {_describe(exitcode)}"
-            return WorkerCrashed(message, exitcode, pid)
-        value, error = _decode(ready, "the initializer")
-        if error is not None:
-            self.stop_process()
-            failure = RuntimeError(f"the initializer of {pool.name} failed in a worker process: {error!r}")
-            failure.__cause__ = error
-            return failure
-        return None
-
-    def alive(self):
-        return not any(fired == self.sentinel for fired, _ in self.poller.poll(0))
-
-    def send(self, data):
-        """Write a whole message; False if the process died first."""
-        view = memoryview(data)
-        fd = self.tasks_fd
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                waiter = _poll()
-                waiter.register(fd, _POLLOUT)
-                waiter.register(self.sentinel, _POLLIN)
-                if any(fired == self.sentinel for fired, _ in waiter.poll()):
-                    return False
-            except OSError:  # BrokenPipeError: nobody reads any more
-                return False
-        return True
-
-    def receive(self):
-        """The next whole message from the process, or None if it died first."""
-        buffer = self.buffer
-        fd = self.results_fd
-        while True:
-            message = _take_message(buffer)
-            if message is not None:
-                return message
-            dead = False
-            for fired, events in self.poller.poll():
-                if fired == self.sentinel or events & _POLL_ERRORS:
-                    dead = True
-            while True:
-                try:
-                    chunk = os.read(fd, 1 << 20)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    dead = True
-                    break
-                buffer += chunk
-            if dead:
-                return _take_message(buffer)
-
-    def reap(self):
-        """Forget the (dead or dying) process; (exit code or None, pid)."""
-        proc, pid = self.proc, self.pid
-        if proc is None:
-            return None, pid
-        self.proc = None
-        os.close(self.tasks_fd)
-        os.close(self.results_fd)
-        self.tasks_fd = self.results_fd = None
-        self.poller = None
-        exitcode = None
-        popen = proc._popen
-        try:
-            if getattr(popen, "method", None) == "forkserver":
-                # The forkserver reaps its children and writes the exit code
-                # on the sentinel.
-                from multiprocessing.forkserver import read_signed
-
-                exitcode = read_signed(self.sentinel)
-            else:
-                _, status = _waitpid(pid, 0)
-                exitcode = os.waitstatus_to_exitcode(status)
-        except (OSError, EOFError, ValueError):
-            exitcode = None  # reaped by someone else (e.g. a SIGCHLD handler)
-        if exitcode is not None:
-            popen.returncode = exitcode
-        popen.close()
-        return exitcode, pid
-
-    def stop_process(self, grace=5.0):
-        """Ask the process to exit; terminate, then kill it if it does not."""
-        if self.proc is None:
-            return
-        try:
-            os.write(self.tasks_fd, _STOP)
-        except OSError:
-            pass
-        for action in (None, self.proc.terminate, self.proc.kill):
-            if action is not None:
-                try:
-                    action()
-                except OSError:
-                    pass
-            waiter = _poll()
-            waiter.register(self.sentinel, _POLLIN)
-            if waiter.poll(grace * 1000):
-                break
-            grace = 1.0
-        self.reap()
 
 
 # -- calls in the queue -----------------------------------------------------
@@ -753,7 +237,7 @@ class ProcessPool(futures.Executor):
             if not isinstance(initargs, tuple):
                 raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
             try:
-                _dumps((initializer, initargs))
+                _wire.dumps((initializer, initargs))
             except Exception as exc:
                 raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
         if name is not None and not isinstance(name, str):
@@ -775,7 +259,7 @@ class ProcessPool(futures.Executor):
         self._queue = _native.SimpleQueue()
         self._idle = deque()
         self._workers = []
-        self._retired = _Counters()
+        self._retired = Counters()
         self._submitted = 0
         self._stopped = Future()
 
@@ -801,9 +285,9 @@ class ProcessPool(futures.Executor):
 
     def _call(self, fn, args, kwargs, timeout):
         check_callable(fn)
-        if _in_worker:
+        if _wire.in_worker:
             return fn(*args, **kwargs)
-        payload = _pack_call(fn, args, kwargs)
+        payload = _wire.pack_call(fn, args, kwargs)
         bridge = current_bridge()
         item = (_ThreadCall if bridge is None else _HubCall)(payload, _name_of(fn), bridge)
         payload = None
@@ -825,14 +309,14 @@ class ProcessPool(futures.Executor):
         """
         check_callable(fn)
         future = Future()
-        if _in_worker:
+        if _wire.in_worker:
             future.set_running_or_notify_cancel()
             try:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as error:
                 future.set_exception(error)
             return future
-        self._put(_Task(future, _pack_call(fn, args, kwargs), _name_of(fn)))
+        self._put(_Task(future, _wire.pack_call(fn, args, kwargs), _name_of(fn)))
         return future
 
     def map(
@@ -858,7 +342,8 @@ class ProcessPool(futures.Executor):
         _check_count("chunksize", chunksize, 1)
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout)
-        results = super().map(partial(_run_chunk, fn), _chunks(iterables, chunksize), timeout=timeout)
+        chunks = _wire.chunks(iterables, chunksize)
+        results = super().map(partial(_wire.run_chunk, fn), chunks, timeout=timeout)
         return chain.from_iterable(results)
 
     def _put(self, item):
@@ -885,7 +370,7 @@ class ProcessPool(futures.Executor):
         with self._lock:
             if len(self._workers) >= self._max_workers or self._is_shutdown:
                 return
-            worker = _Worker(self)
+            worker = Worker(self)
             self._workers.append(worker)
         try:
             _native.start_new_thread(worker.run, ())
@@ -984,7 +469,7 @@ class ProcessPool(futures.Executor):
         with their means per call in ``mean_wait``/``mean_run``.
         """
         with self._lock:
-            total = _Counters()
+            total = Counters()
             total.add(self._retired)
             for worker in self._workers:
                 total.add(worker.counters)
@@ -1059,8 +544,6 @@ def _terminate_all():
 
 
 def _after_fork_in_child():
-    global _start_lock
-    _start_lock = _native.allocate_lock()
     for pool in list(_pools):
         pool._after_fork()
 
