@@ -84,6 +84,8 @@ class Worker:
         self.poller = None
         self.buffer = bytearray()
         self.stopping = False  # set by _terminate: do not start another process
+        self.current = None  # the call whose answer the process owes, under self.lock
+        self.lock = _native.allocate_lock()
         self.replace = False  # the process crashed or retired: start the next one now
 
     # -- the thread -------------------------------------------------------
@@ -106,7 +108,7 @@ class Worker:
                 started = monotonic()
                 counters.wait_time += started - item.queued_at
                 try:
-                    value, error = self.execute(item.payload, item.name)
+                    value, error = self.execute(item)
                 except BaseException as exc:  # a failure of this machinery: tell the caller
                     value, error = None, exc
                 counters.run_time += monotonic() - started
@@ -124,19 +126,26 @@ class Worker:
             self.stop_process()
             pool._retire(self)
 
-    def execute(self, payload, name):
+    def execute(self, item):
         """Run one call in the process; (value, error)."""
+        name = item.name
         for _ in range(2):  # a process found dead while idle is replaced once
             if self.proc is None:
                 error = self.start_process()
                 if error is not None:
                     return None, error
-            if self.alive() and self.send(payload):
+            with self.lock:
+                self.current = item
+            if self.alive() and self.send(item.payload):
                 break
+            with self.lock:
+                self.current = None
             self.reap()
         else:
             return None, WorkerCrashed(f"worker processes die on start; cannot run {name}")
         answer = self.receive()
+        with self.lock:
+            self.current = None
         if answer is None:
             exitcode, pid = self.reap()
             self.replace = True
@@ -147,6 +156,17 @@ class Worker:
             )
         self.served += 1
         return _wire.decode(answer, name)
+
+    def kill_running(self, item):
+        """Kill the process if it is running *item* (and nothing else); True if killed."""
+        with self.lock:
+            if self.current is not item or self.proc is None:
+                return False
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                return False
+            return True
 
     def replenish(self):
         """After a call has been answered: retire a process that has served

@@ -93,6 +93,7 @@ class _Call:
         self.claim = [True]
         self.error = None
         self.done = False
+        self.killed = False
         if bridge is None:
             self.lock = locked()
         else:
@@ -130,7 +131,7 @@ class _Call:
             error = None
 
 
-_CALL_SLOTS = ("payload", "name", "queued_at", "claim", "value", "error", "done")
+_CALL_SLOTS = ("payload", "name", "queued_at", "claim", "value", "error", "done", "killed")
 
 
 class _HubCall(_Call, HubWaiting):
@@ -207,6 +208,11 @@ class ProcessPool(futures.Executor):
     :param initializer: called as ``initializer(*initargs)`` in each new
         process before its first call; it must be picklable.  If it raises,
         the call that was to run there fails with a RuntimeError from it.
+    :param kill_on_timeout: when the waiter of a *running* call gives up
+        (a ``timeout``, a :class:`gevent.Timeout`, a kill), kill the process
+        running it with SIGKILL instead of letting the call finish; the pool
+        starts a replacement.  Off by default: the call loses its work and
+        any state of that process.  Calls still queued are always cancelled.
     :param name: a label for :func:`repr`, :meth:`stats` and process names.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
@@ -224,6 +230,7 @@ class ProcessPool(futures.Executor):
         max_tasks_per_child: int | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: tuple = (),
+        kill_on_timeout: bool = False,
         name: str | None = None,
     ):
         if max_workers is None:
@@ -240,8 +247,11 @@ class ProcessPool(futures.Executor):
                 _wire.dumps((initializer, initargs))
             except Exception as exc:
                 raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+        if not isinstance(kill_on_timeout, bool):
+            raise TypeError(f"kill_on_timeout must be a bool, not {type(kill_on_timeout).__name__}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        self._kill_on_timeout = kill_on_timeout
         self._context = _context_for(mp_context)
         self._max_workers = max_workers
         self._max_tasks_per_child = max_tasks_per_child
@@ -279,7 +289,8 @@ class ProcessPool(futures.Executor):
         as its ``__cause__``.  If the process dies, :exc:`WorkerCrashed`.
         If the caller is killed, or a :class:`gevent.Timeout` fires, while
         the call is still queued, it is cancelled and never runs; a call
-        already running finishes in its process and its result is dropped.
+        already running finishes in its process and its result is dropped
+        (or, with ``kill_on_timeout``, its process is killed).
         """
         return self._call(fn, args, kwargs, None)
 
@@ -295,12 +306,24 @@ class ProcessPool(futures.Executor):
         try:
             item.wait(timeout)
         except BaseException:
-            item.start()  # cancels it if still queued
+            self._abandon(item)
             raise
         if not item.done:
-            state = "start" if item.start() else "finish"
-            raise TimeoutError(f"{item.name} did not {state} within {timeout} seconds")
+            state = "start" if self._abandon(item) else "finish"
+            killed = " (its worker process was killed)" if item.killed else ""
+            raise TimeoutError(f"{item.name} did not {state} within {timeout} seconds{killed}")
         return item.outcome()
+
+    def _abandon(self, item):
+        """The waiter gave up: cancel *item* if queued (True), else kill its
+        process if asked to."""
+        if item.start():
+            return True
+        if self._kill_on_timeout and not item.done:
+            with self._lock:
+                workers = list(self._workers)
+            item.killed = any(worker.kill_running(item) for worker in workers)
+        return False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Schedule ``fn(*args, **kwargs)`` in a process; return a :class:`~offload.Future`.

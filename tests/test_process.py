@@ -308,6 +308,23 @@ def test_running_call_finishes_after_timeout(tmp_path):
         assert os.path.exists(path)
 
 
+def test_kill_on_timeout_kills_only_that_process():
+    with ProcessPool(2, kill_on_timeout=True) as pool:
+        list(pool.map(getpid, range(2)))  # both processes started
+        bystander = pool.submit(sleep_then, 2.0, "unharmed")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="did not finish .* was killed"):
+            pool._call(sleep_then, (30,), {}, 0.3)
+        wait_until(lambda: len(pool.pids()) == 2)  # replaced; the next call runs at once
+        with pytest.raises(gevent.Timeout):
+            with gevent.Timeout(0.3):
+                pool.call(sleep_then, 30)
+        assert time.monotonic() - started < 20  # neither 30 s call was waited for
+        assert bystander.result(timeout=30) == "unharmed"
+        assert pool.call(add, 1, 2) == 3
+        wait_until(lambda: pool.stats()["failed"] == 2)  # the two killed calls
+
+
 def test_two_hundred_greenlets_share_two_processes(pool):
     n = 20_000
     with offload.Heartbeat(0.005) as beat:
@@ -410,6 +427,8 @@ def test_bad_arguments():
         ProcessPool(1, initializer=lambda: None)
     with pytest.raises(ValueError, match="max_tasks_per_child"):
         ProcessPool(1, max_tasks_per_child=0)
+    with pytest.raises(TypeError, match="kill_on_timeout"):
+        ProcessPool(1, kill_on_timeout="yes")
     pool = ProcessPool(1)
     with pytest.raises(ValueError, match="chunksize"):
         pool.map(add, [1], [2], chunksize=0)
