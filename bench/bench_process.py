@@ -124,6 +124,7 @@ def verdict(ok):
 
 
 def main():
+    load_before = os.getloadavg()[0]
     n = calibrate()
     one_task = fastest(spin, n)
 
@@ -141,9 +142,15 @@ def main():
         f"one greenlet per task, on {os.cpu_count()} CPUs; medians of {RUNS} runs after the workers "
         "started. The heartbeat ticks every 1 ms in the same hub. Round trips: a no-op call, medians of "
         f"{BATCHES} batches of {ROUND_TRIPS} sequential calls; `ProcessPoolExecutor` (forkserver) is "
-        "called from a plain thread, ProcessPool from a greenlet. The pools take turns within each run; "
-        f"load average at the end: {load:.1f} (other jobs share this machine)."
+        "called from a plain thread, ProcessPool from a greenlet. The pools take turns within each run. "
+        f"Load average before the run {load_before:.1f}, after {load:.1f}."
     )
+    if load_before > 1.0:
+        print()
+        print(
+            "Other jobs were using this machine's CPUs: the speed-up of two processes over one needs "
+            "the second core free, and falls when it is not."
+        )
     print()
     print("| measurement | value | compared with | ratio | target | result |")
     print("|---|---|---|---|---|---|")
