@@ -9,12 +9,12 @@ that could not be pickled -- followed by a pickle.  :func:`child_main` is the
 loop a worker process runs.
 """
 
+import importlib
 import io
 import os
 import pickle
 import signal
 import struct
-import sys
 import traceback
 from itertools import islice
 from types import FunctionType
@@ -46,7 +46,7 @@ class RemoteTraceback(Exception):
 
 def _unwrapped(module, qualname):
     """The function that ``module.qualname`` wraps (see :class:`_WrapperAwarePickler`)."""
-    obj = sys.modules.get(module) or __import__(module, fromlist=["_"])
+    obj = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj.__wrapped__
@@ -77,6 +77,7 @@ class _WrapperAwarePickler(pickle.Pickler):
 
 
 def dumps(obj):
+    """Pickle *obj*, falling back to :class:`_WrapperAwarePickler` if plain pickle refuses."""
     try:
         return pickle.dumps(obj, _PROTOCOL)
     except Exception as first:
@@ -106,6 +107,7 @@ def run_chunk(fn, chunk):
 
 
 def chunks(iterables, size):
+    """Lists of up to *size* argument tuples, zipped from *iterables*."""
     items = zip(*iterables)  # noqa: B905 - stops at the shortest, as map() does
     while True:
         chunk = list(islice(items, size))
@@ -152,7 +154,12 @@ def _answer(data):
     try:
         fn, args, kwargs = pickle.loads(data)
     except BaseException as exc:
-        return _answer_raised(exc)
+        error = pickle.UnpicklingError(
+            f"the worker process cannot load the call: {exc} (is the function importable there? "
+            "functions defined in __main__ of `python -c` or of an interactive session are not)"
+        )
+        error.__cause__ = exc
+        return _answer_raised(error)
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:

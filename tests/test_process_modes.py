@@ -49,6 +49,14 @@ print("busy=", busy.result())
 print("after_timeout=", solo.call(add, 3, 3))
 print("cancelled_ran=", os.path.exists(path))
 
+def defined_in_main():
+    return 1
+
+try:
+    pool.call(defined_in_main)
+except pickle.UnpicklingError as exc:
+    print("main_fn=", "cannot load the call" in str(exc))
+
 print("decorated=", decorated_square(3)[0])
 print("named=", offload.call(add, 4, 4, pool="process"))
 
@@ -73,6 +81,8 @@ def _gone(pid):
 @pytest.mark.parametrize("mode", ["none", "all"])
 def test_process_pool_in_mode(mode, tmp_path):
     started = time.monotonic()
+    # `import offload` stays light: multiprocessing comes with the first pool.
+    assert run(mode, "import sys, offload; print('multiprocessing' in sys.modules)").strip() == "False"
     out = lines(run(mode, SNIPPET.format(tmp=str(tmp_path)), timeout=90))
     exited = time.monotonic() - started
     assert out["add"] == "3"
@@ -84,6 +94,7 @@ def test_process_pool_in_mode(mode, tmp_path):
     assert out["busy"] == "busy" and out["after_timeout"] == "6"
     assert out["cancelled_ran"] == "False"
     assert out["decorated"] == "9" and out["named"] == "8"
+    assert out["main_fn"] == "True"
     assert int(out["workers"]) >= 4
     assert exited < 60  # the 60 s call did not hold the exit
     descendants = [int(pid) for pid in out["descendants"].split(",")]
