@@ -14,6 +14,7 @@ from time import monotonic
 from gevent.monkey import get_original
 
 from . import _native, _wire
+from .threadpool import _Counters as Counters
 
 _poll = get_original("select", "poll")
 _waitpid = get_original("os", "waitpid")
@@ -48,20 +49,6 @@ def _describe(exitcode):
         except ValueError:
             return f"signal {-exitcode}"
     return f"exit code {exitcode}"
-
-
-class Counters:
-    """What one worker has done; only its thread writes to it."""
-
-    __slots__ = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
-
-    def __init__(self):
-        self.taken = self.completed = self.failed = self.cancelled = self.active = 0
-        self.wait_time = self.run_time = 0.0
-
-    def add(self, other):
-        for name in self.__slots__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 class Worker:
@@ -177,7 +164,10 @@ class Worker:
             self.replace = True
         if self.replace and not (self.stopping or self.pool._is_shutdown):
             self.replace = False
-            self.start_process()  # if this fails, the next call tries again and reports it
+            try:
+                self.start_process()
+            except OSError:
+                pass  # out of pipes or processes: the next call tries again and reports it
 
     # -- the process ------------------------------------------------------
 
