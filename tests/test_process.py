@@ -292,11 +292,13 @@ def test_timeout_and_kill_cancel_queued_calls(tmp_path):
         waiter = gevent.spawn(solo.call, touch, third)
         gevent.sleep(0.1)
         waiter.kill()
+        fourth = str(tmp_path / "d")
+        assert solo.submit(touch, fourth).cancel()
         assert busy.result(timeout=30) == "busy"
         assert solo.call(add, 1, 1) == 2
-        for path in (first, second, third):
+        for path in (first, second, third, fourth):
             assert not os.path.exists(path)
-        assert solo.stats()["cancelled"] == 3
+        assert solo.stats()["cancelled"] == 4
 
 
 def test_running_call_finishes_after_timeout(tmp_path):
