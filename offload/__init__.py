@@ -6,9 +6,10 @@ greenlet waits, the hub keeps running every other one.  See the README and
 """
 
 from .decorator import offload
-from .executor import call, get_default_pool, submit
+from .executor import call, get_default_pool, submit, wrap_executor
 from .future import Future
 from .heartbeat import Heartbeat, ProbeResult, probe
+from .processpool import ProcessPool, WorkerCrashed, get_default_process_pool
 from .proxy import Proxy, unwrap
 from .threadpool import ThreadPool
 
@@ -17,13 +18,17 @@ __version__ = "0.1.0"
 __all__ = [
     "Future",
     "Heartbeat",
+    "ProcessPool",
     "ProbeResult",
     "Proxy",
     "ThreadPool",
+    "WorkerCrashed",
     "call",
     "get_default_pool",
+    "get_default_process_pool",
     "offload",
     "probe",
     "submit",
     "unwrap",
+    "wrap_executor",
 ]

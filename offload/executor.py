@@ -1,8 +1,10 @@
 """The process-wide default pool, and :func:`call`/:func:`submit` on it.
 
 Anything that takes a ``pool=`` argument in offload accepts ``None`` (the
-default thread pool), a name (``"thread"``), or a pool object; a pool is
-anything with offload's ``_call(fn, args, kwargs, timeout)`` and ``submit``.
+default thread pool), a name (``"thread"``, ``"process"``), or a pool object;
+a pool is anything with offload's ``_call(fn, args, kwargs, timeout)`` and
+``submit``.  Any other :class:`concurrent.futures.Executor` becomes one
+through :func:`wrap_executor`.
 """
 
 from collections.abc import Callable
@@ -11,9 +13,9 @@ from typing import Any, TypeVar
 
 from . import _native
 from .future import Future
-from .threadpool import ThreadPool, check_callable
+from .threadpool import ThreadPool, _name_of, check_callable
 
-__all__ = ["get_default_pool", "call", "submit", "PoolArg"]
+__all__ = ["get_default_pool", "call", "submit", "wrap_executor", "PoolArg"]
 
 _T = TypeVar("_T")
 
@@ -41,7 +43,14 @@ def get_default_pool() -> ThreadPool:
     return pool
 
 
-_named_pools = {"thread": get_default_pool}
+def _default_process_pool():
+    # Imported here so that ``import offload`` does not import multiprocessing.
+    from .processpool import get_default_process_pool
+
+    return get_default_process_pool()
+
+
+_named_pools = {"thread": get_default_pool, "process": _default_process_pool}
 
 
 def resolve_pool(pool: PoolArg) -> Any:
@@ -61,6 +70,11 @@ def resolve_pool(pool: PoolArg) -> Any:
         return factory()
     if callable(getattr(pool, "_call", None)):
         return pool
+    if isinstance(pool, futures.Executor):
+        raise TypeError(
+            f"pool must be None, a pool name or an offload pool, not {type(pool).__name__}: "
+            "wrap a concurrent.futures.Executor with offload.wrap_executor(executor) first"
+        )
     raise TypeError(f"pool must be None, a pool name or an offload pool, not {type(pool).__name__}")
 
 
@@ -93,3 +107,118 @@ def submit(fn: Callable[..., _T], /, *args: Any, pool: PoolArg = None, **kwargs:
     """
     check_callable(fn)
     return resolve_pool(pool).submit(fn, *args, **kwargs)
+
+
+class _WrappedFuture(Future):
+    """An :class:`offload.Future` that mirrors a future of a foreign executor.
+
+    The foreign future's done-callback copies its outcome here from whatever
+    thread completes it; cancelling this one cancels that one.
+    """
+
+    def __init__(self, inner):
+        super().__init__()
+        self._inner = inner
+
+    def cancel(self):
+        if not self._inner.cancel():
+            return False
+        return super().cancel() or self.cancelled()
+
+
+def _mirror(outer, inner):
+    if inner.cancelled():
+        Future.cancel(outer)
+        return
+    error = inner.exception()
+    if outer.set_running_or_notify_cancel():
+        if error is None:
+            outer.set_result(inner.result())
+        else:
+            outer.set_exception(error)
+
+
+class _ExecutorFacade(futures.Executor):
+    """A gevent-friendly view of a foreign executor; see :func:`wrap_executor`."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self._lock = _native.allocate_lock()
+        self._pending = set()
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Submit to the wrapped executor; return a cooperative :class:`~offload.Future`."""
+        check_callable(fn)
+        outer = _WrappedFuture(self.executor.submit(fn, *args, **kwargs))
+        with self._lock:
+            self._pending.add(outer)
+        outer.add_done_callback(self._forget)
+        outer._inner.add_done_callback(lambda inner: _mirror(outer, inner))
+        return outer
+
+    def _forget(self, future):
+        with self._lock:
+            self._pending.discard(future)
+
+    def call(self, fn, /, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` on the wrapped executor; only this greenlet waits."""
+        return self._call(fn, args, kwargs, None)
+
+    def _call(self, fn, args, kwargs, timeout):
+        future = self.submit(fn, *args, **kwargs)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if future.done():
+                raise
+            state = "start" if future.cancel() else "finish"
+            raise TimeoutError(f"{_name_of(fn)} did not {state} within {timeout} seconds") from None
+        except BaseException:
+            future.cancel()  # a kill or gevent.Timeout: withdraw the call if it can be
+            raise
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """Shut the wrapped executor down; waiting (if *wait*) happens in a thread.
+
+        With *cancel_futures*, the calls submitted through this façade that
+        have not started are cancelled first, whether or not the wrapped
+        executor knows that argument.
+        """
+        if cancel_futures:
+            with self._lock:
+                pending = list(self._pending)
+            for future in pending:
+                future.cancel()
+        if wait:
+            # An executor's own shutdown blocks its caller's thread: in a
+            # greenlet, that would freeze the hub.
+            get_default_pool()._call(self.executor.shutdown, (), {"wait": True}, None)
+        else:
+            self.executor.shutdown(wait=False)
+
+    def __repr__(self):
+        return f"<offload.wrap_executor({self.executor!r})>"
+
+
+def wrap_executor(executor: futures.Executor) -> futures.Executor:
+    """A gevent-friendly façade over any :class:`concurrent.futures.Executor`.
+
+    ``submit(...).result()`` and ``call(...)`` on the façade block only the
+    calling greenlet: the executor's own future is mirrored into an
+    :class:`offload.Future`, completed from whatever thread the executor
+    uses and woken through the hub bridge.  The façade is a pool, so it can
+    be passed as ``pool=`` to :func:`offload.call` and ``@offload``.  Use it
+    for ``loky.get_reusable_executor()``, or for
+    ``dask.distributed.Client(...).get_executor()`` to run the same code on a
+    cluster.  A call's timeout (or the caller's kill) cancels it if the
+    executor still can; a running call is left to finish.
+
+    :func:`resolve_pool` does not wrap executors silently: passing an
+    unwrapped executor as ``pool=`` raises a TypeError that names this
+    function.
+    """
+    if isinstance(executor, _ExecutorFacade) or callable(getattr(executor, "_call", None)):
+        return executor
+    if not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"executor must be a concurrent.futures.Executor, not {type(executor).__name__}")
+    return _ExecutorFacade(executor)

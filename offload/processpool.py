@@ -1,0 +1,574 @@
+"""A pool of worker processes that greenlets can wait on cooperatively.
+
+Threads do not help pure-Python CPU work: the GIL runs one thread at a time,
+and a busy worker thread delays every hub wake-up by a switch interval.
+:class:`ProcessPool` runs such calls in child processes instead, without the
+traps of :mod:`multiprocessing` under gevent:
+
+* Children start with ``forkserver`` (or ``spawn``), never by forking a
+  patched, threaded parent.
+* Each child is looked after by one real OS thread of the parent (from
+  :mod:`offload._native`).  That thread sends the child one call at a time on
+  a pipe, waits with the unpatched :func:`select.poll` for the answer or the
+  child's death, and hands the outcome to the caller through the hub bridge.
+  Nothing in this machinery is a patched primitive.
+* Because a child only ever holds the one call it is running, a child that
+  dies fails exactly that call with :exc:`WorkerCrashed`; its thread starts a
+  replacement and goes on.  Queued calls stay in the parent, where a waiter
+  that gives up can still cancel them.
+* Calls are pickled in the caller, so an unpicklable function or argument
+  raises there at once.
+
+What crosses the pipe, and the loop a child runs, are in
+:mod:`offload._wire`; the thread that looks after one child is in
+:mod:`offload._procworker`.  This module holds the pool itself.
+"""
+
+import atexit
+import os
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from functools import partial
+from itertools import chain
+from time import monotonic
+from typing import Any
+
+from greenlet import getcurrent
+
+from . import _native, _wire
+from ._bridge import HubWaiting, ThreadWaiting, current_bridge, locked
+from ._procworker import Counters, Worker, WorkerCrashed
+from ._wire import RemoteTraceback
+from .future import Future
+from .threadpool import _check_count, _name_of, check_callable, check_timeout
+
+__all__ = [
+    "ProcessPool",
+    "RemoteTraceback",
+    "WorkerCrashed",
+    "default_process_count",
+    "get_default_process_pool",
+]
+
+_pools = weakref.WeakSet()
+
+
+def default_process_count():
+    """The number of processes a pool gets when none is asked for.
+
+    ``OFFLOAD_PROCESSES`` from the environment if set, else the number of
+    CPUs this process may run on.
+    """
+    value = os.environ.get("OFFLOAD_PROCESSES")
+    if value is not None and value.strip():
+        try:
+            count = int(value)
+        except ValueError:
+            raise ValueError(f"OFFLOAD_PROCESSES must be an integer, not {value!r}") from None
+        if count <= 0:
+            raise ValueError(f"OFFLOAD_PROCESSES must be greater than 0, not {count}")
+        return count
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+# -- calls in the queue -----------------------------------------------------
+
+
+class _Call:
+    """A call whose caller waits on the item itself (:meth:`ProcessPool.call`)."""
+
+    __slots__ = ()
+
+    def __init__(self, payload, name, bridge):
+        self.payload = payload
+        self.name = name
+        self.queued_at = monotonic()
+        # Whoever pops the token owns the call: the worker thread (to run
+        # it) or the caller (to cancel it).  list.pop is atomic.
+        self.claim = [True]
+        self.error = None
+        self.done = False
+        self.killed = False
+        if bridge is None:
+            self.lock = locked()
+        else:
+            self.glet = getcurrent()
+            self.bridge = bridge
+            self.woken = False
+
+    def start(self):
+        try:
+            return self.claim.pop()
+        except IndexError:
+            return False
+
+    def finish(self, value, error):
+        self.payload = None
+        self.value = value
+        self.error = error
+        self.done = True
+        self.wake()
+
+    def cancel(self):
+        if self.start():
+            self.finish(None, futures.CancelledError())
+            return True
+        return False
+
+    def outcome(self):
+        error = self.error
+        if error is None:
+            return self.value
+        self.error = None
+        try:
+            raise error
+        finally:
+            error = None
+
+
+_CALL_SLOTS = ("payload", "name", "queued_at", "claim", "value", "error", "done", "killed")
+
+
+class _HubCall(_Call, HubWaiting):
+    __slots__ = _CALL_SLOTS + ("glet", "bridge", "woken")
+
+
+class _ThreadCall(_Call, ThreadWaiting):
+    __slots__ = _CALL_SLOTS + ("lock",)
+
+
+class _Task:
+    """A call whose outcome goes to a :class:`Future` (:meth:`ProcessPool.submit`)."""
+
+    __slots__ = ("payload", "name", "queued_at", "future")
+
+    def __init__(self, future, payload, name):
+        self.payload = payload
+        self.name = name
+        self.queued_at = monotonic()
+        self.future = future
+
+    def start(self):
+        return self.future.set_running_or_notify_cancel()
+
+    def finish(self, value, error):
+        self.payload = None
+        if error is None:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(error)
+
+    def cancel(self):
+        self.future.cancel()
+        return not self.start()
+
+
+# -- the pool ---------------------------------------------------------------
+
+
+def _context_for(mp_context):
+    import multiprocessing
+
+    if mp_context is None:
+        return multiprocessing.get_context("forkserver")
+    if isinstance(mp_context, str):
+        if mp_context not in ("forkserver", "spawn"):
+            raise ValueError(
+                f"mp_context must be 'forkserver' or 'spawn', not {mp_context!r}: forking a process "
+                "that runs gevent and threads copies their state half-way"
+            )
+        return multiprocessing.get_context(mp_context)
+    method = getattr(mp_context, "get_start_method", None)
+    if method is None or not callable(getattr(mp_context, "Process", None)):
+        raise TypeError(
+            f"mp_context must be None, 'forkserver', 'spawn' or a multiprocessing context, "
+            f"not {type(mp_context).__name__}"
+        )
+    if method() not in ("forkserver", "spawn"):
+        raise ValueError(f"mp_context must use the 'forkserver' or 'spawn' start method, not {method()!r}")
+    return mp_context
+
+
+class ProcessPool(futures.Executor):
+    """A :class:`concurrent.futures.Executor` of worker processes for gevent.
+
+    :param max_workers: the most processes it runs at once; ``None`` means
+        :func:`default_process_count` (``OFFLOAD_PROCESSES``, else the CPUs
+        available).
+    :param mp_context: ``None`` (``forkserver``), ``"forkserver"``,
+        ``"spawn"``, or a :mod:`multiprocessing` context using one of them.
+        ``fork`` is refused: it copies a patched, threaded parent half-way.
+    :param max_tasks_per_child: replace a process after it has run this many
+        calls (``None``: never).
+    :param initializer: called as ``initializer(*initargs)`` in each new
+        process before its first call; it must be picklable.  If it raises,
+        the call that was to run there fails with a RuntimeError from it.
+    :param kill_on_timeout: when the waiter of a *running* call gives up
+        (a ``timeout``, a :class:`gevent.Timeout`, a kill), kill the process
+        running it with SIGKILL instead of letting the call finish; the pool
+        starts a replacement.  Off by default: the call loses its work and
+        any state of that process.  Calls still queued are always cancelled.
+    :param name: a label for :func:`repr`, :meth:`stats` and process names.
+
+    Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
+    the calling greenlet; in a plain thread it blocks that thread.  Processes
+    start on demand and live until :meth:`shutdown`, or the end of the
+    interpreter, which terminates them.  Inside a worker process, calls to
+    any ProcessPool run inline: a worker never starts processes of its own.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        mp_context: Any = None,
+        max_tasks_per_child: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple = (),
+        kill_on_timeout: bool = False,
+        name: str | None = None,
+    ):
+        if max_workers is None:
+            max_workers = default_process_count()
+        _check_count("max_workers", max_workers, 1)
+        if max_tasks_per_child is not None:
+            _check_count("max_tasks_per_child", max_tasks_per_child, 1)
+        if initializer is not None:
+            if not callable(initializer):
+                raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
+            if not isinstance(initargs, tuple):
+                raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
+            try:
+                _wire.dumps((initializer, initargs))
+            except Exception as exc:
+                raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+        if not isinstance(kill_on_timeout, bool):
+            raise TypeError(f"kill_on_timeout must be a bool, not {type(kill_on_timeout).__name__}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        self._kill_on_timeout = kill_on_timeout
+        self._context = _context_for(mp_context)
+        self._max_workers = max_workers
+        self._max_tasks_per_child = max_tasks_per_child
+        self._initializer = initializer
+        self._initargs = initargs
+        self.name = name or f"ProcessPool-{id(self):x}"
+        self._is_shutdown = False
+        self._reset()
+        _pools.add(self)
+        _register_atexit()
+
+    def _reset(self):
+        """Start from nothing: on creation, and in the child after a fork."""
+        self._lock = _native.allocate_lock()
+        self._queue = _native.SimpleQueue()
+        self._idle = deque()
+        self._workers = []
+        self._retired = Counters()
+        self._submitted = 0
+        self._stopped = Future()
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    # -- submitting -------------------------------------------------------
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a worker process and return its result.
+
+        Only the calling greenlet waits.  *fn*, the arguments and the result
+        cross a pipe, pickled: an unpicklable one raises
+        :exc:`pickle.PicklingError` at once.  An exception raised in the
+        child is re-raised here with its own type, and the child's traceback
+        as its ``__cause__``.  If the process dies, :exc:`WorkerCrashed`.
+        If the caller is killed, or a :class:`gevent.Timeout` fires, while
+        the call is still queued, it is cancelled and never runs; a call
+        already running finishes in its process and its result is dropped
+        (or, with ``kill_on_timeout``, its process is killed).
+        """
+        return self._call(fn, args, kwargs, None)
+
+    def _call(self, fn, args, kwargs, timeout):
+        check_callable(fn)
+        if _wire.in_worker:
+            return fn(*args, **kwargs)
+        payload = _wire.pack_call(fn, args, kwargs)
+        bridge = current_bridge()
+        item = (_ThreadCall if bridge is None else _HubCall)(payload, _name_of(fn), bridge)
+        payload = None
+        self._put(item)
+        try:
+            item.wait(timeout)
+        except BaseException:
+            self._abandon(item)
+            raise
+        if not item.done:
+            state = "start" if self._abandon(item) else "finish"
+            killed = " (its worker process was killed)" if item.killed else ""
+            raise TimeoutError(f"{item.name} did not {state} within {timeout} seconds{killed}")
+        return item.outcome()
+
+    def _abandon(self, item):
+        """The waiter gave up: cancel *item* if queued (True), else kill its
+        process if asked to."""
+        if item.start():
+            return True
+        if self._kill_on_timeout and not item.done:
+            with self._lock:
+                workers = list(self._workers)
+            item.killed = any(worker.kill_running(item) for worker in workers)
+        return False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Schedule ``fn(*args, **kwargs)`` in a process; return a :class:`~offload.Future`.
+
+        Pickling errors raise here, at once, as in :meth:`call`.
+        """
+        check_callable(fn)
+        future = Future()
+        if _wire.in_worker:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:
+                future.set_exception(error)
+            return future
+        self._put(_Task(future, _wire.pack_call(fn, args, kwargs), _name_of(fn)))
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """Like :func:`map`, with calls run in the processes, results in order.
+
+        :param chunksize: how many calls travel to a process together.  Large
+            chunks save round trips for many small calls; an exception fails
+            its whole chunk.
+        :param timeout: seconds from this call until the iterator raises
+            :exc:`TimeoutError` for a result not yet ready.
+
+        Every call is submitted (and pickled) before this returns; leaving the
+        iterator early cancels the calls that have not started.
+        """
+        check_callable(fn)
+        check_timeout(timeout)
+        _check_count("chunksize", chunksize, 1)
+        if chunksize == 1:
+            return super().map(fn, *iterables, timeout=timeout)
+        chunks = _wire.chunks(iterables, chunksize)
+        results = super().map(partial(_wire.run_chunk, fn), chunks, timeout=timeout)
+        return chain.from_iterable(results)
+
+    def _put(self, item):
+        # Under the lock, so that no call can land behind the stop markers
+        # that shutdown() queues.
+        with self._lock:
+            if self._is_shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._submitted += 1
+            self._queue.put(item)
+        idle = self._idle
+        if idle:
+            try:
+                idle.pop()  # a worker that finished a call will take this one
+                return
+            except IndexError:
+                pass
+        if len(self._workers) < self._max_workers:
+            self._spawn()
+
+    # -- workers ----------------------------------------------------------
+
+    def _spawn(self):
+        with self._lock:
+            if len(self._workers) >= self._max_workers or self._is_shutdown:
+                return
+            worker = Worker(self)
+            self._workers.append(worker)
+        try:
+            _native.start_new_thread(worker.run, ())
+        except BaseException:
+            with self._lock:
+                self._workers.remove(worker)
+            raise
+
+    def _retire(self, worker):
+        with self._lock:
+            self._workers.remove(worker)
+            self._retired.add(worker.counters)
+            last = not self._workers and self._is_shutdown
+        if last:
+            self._stopped.set_result(None)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; each process exits once the queue is done.
+
+        :param wait: wait (cooperatively, in a greenlet) until every process
+            has exited.
+        :param cancel_futures: cancel the calls that have not started.
+        """
+        drained = self._close(cancel_futures)
+        for item in drained:
+            if item.cancel():
+                with self._lock:
+                    self._retired.cancelled += 1
+        with self._lock:
+            running = bool(self._workers)
+        if wait and running:
+            self._stopped.result()
+
+    def _close(self, cancel_futures):
+        drained = []
+        with self._lock:
+            self._is_shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except _native.Empty:
+                        break
+                    if item is not None:
+                        drained.append(item)
+                self._retired.taken += len(drained)
+            for _ in self._workers:
+                self._queue.put(None)
+        return drained
+
+    def _terminate(self, timeout):
+        """Shut down now: cancel queued calls, kill running ones, reap all.
+
+        What the interpreter's exit does to every pool still running.
+        """
+        for item in self._close(cancel_futures=True):
+            item.cancel()
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.stopping = True
+            proc = worker.proc
+            if proc is not None:
+                try:
+                    proc.terminate()
+                except OSError:
+                    pass
+        if workers:
+            done = locked()
+            self._stopped.add_done_callback(lambda _: done.release())
+            done.acquire(True, timeout)
+
+    def _after_fork(self):
+        # Only the forking thread exists in the child: the worker threads are
+        # gone, and the processes are the parent's to look after.  Close the
+        # copies of their pipes, or they would outlive the parent's.
+        for worker in self._workers:
+            for fd in (worker.tasks_fd, worker.results_fd):
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        self._reset()
+
+    def stats(self) -> dict:
+        """A snapshot of what the pool has done, with :meth:`ThreadPool.stats`'s keys.
+
+        ``workers`` processes alive, ``active`` running a call now, ``queued``
+        waiting for a process, and totals since creation: ``submitted``,
+        ``completed``, ``failed`` (raised, or their process crashed),
+        ``cancelled`` (never ran); ``wait_time``/``run_time`` are the seconds
+        calls spent queued/running (the round trip to the process included),
+        with their means per call in ``mean_wait``/``mean_run``.
+        """
+        with self._lock:
+            total = Counters()
+            total.add(self._retired)
+            for worker in self._workers:
+                total.add(worker.counters)
+            workers = sum(1 for worker in self._workers if worker.proc is not None)
+        ran = total.completed + total.failed
+        return {
+            "name": self.name,
+            "max_workers": self._max_workers,
+            "workers": workers,
+            "active": total.active,
+            "queued": max(self._submitted - total.taken, 0),
+            "submitted": self._submitted,
+            "completed": total.completed,
+            "failed": total.failed,
+            "cancelled": total.cancelled,
+            "wait_time": total.wait_time,
+            "run_time": total.run_time,
+            "mean_wait": total.wait_time / ran if ran else 0.0,
+            "mean_run": total.run_time / ran if ran else 0.0,
+        }
+
+    def pids(self) -> list:
+        """The process ids of the worker processes alive now."""
+        with self._lock:
+            return [worker.pid for worker in self._workers if worker.proc is not None]
+
+    def __repr__(self):
+        return (
+            f"<{type(self).__name__} {self.name!r} workers={len(self._workers)}"
+            f"/{self._max_workers}{' shut down' if self._is_shutdown else ''}>"
+        )
+
+
+_default_pool = None
+_default_lock = _native.allocate_lock()
+
+
+def get_default_process_pool() -> ProcessPool:
+    """The process-wide :class:`ProcessPool`, created on first use.
+
+    ``pool="process"`` means this pool.  Its size is
+    :func:`default_process_count`.
+    """
+    global _default_pool
+    pool = _default_pool
+    if pool is None:
+        with _default_lock:
+            if _default_pool is None:
+                _default_pool = ProcessPool(name="offload-process")
+            pool = _default_pool
+    return pool
+
+
+_atexit_registered = False
+
+
+def _register_atexit():
+    # Registered when the first pool is made, after multiprocessing is
+    # imported, so it runs before multiprocessing's own exit handler (atexit
+    # runs last-registered first): the children are gone when that one looks.
+    global _atexit_registered
+    if not _atexit_registered:
+        import multiprocessing.util  # noqa: F401 - registers its exit handler first
+
+        _atexit_registered = True
+        atexit.register(_terminate_all)
+
+
+def _terminate_all():
+    for pool in list(_pools):
+        pool._terminate(timeout=5.0)
+
+
+def _after_fork_in_child():
+    for pool in list(_pools):
+        pool._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
