@@ -18,6 +18,7 @@ test: lint pytest doctest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check offload tests examples bench docs/conf.py
+	$(VENV)/bin/mypy --ignore-missing-imports offload
 
 pytest: $(STAMP)
 	$(PY) -m pytest

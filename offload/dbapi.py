@@ -38,7 +38,7 @@ _setattr = object.__setattr__
 _ITER_BATCH = 100  # rows per round trip when iterating a cursor
 
 
-def _check_module(module):
+def _check_module(module: ModuleType | str) -> ModuleType:
     if isinstance(module, str):
         module = importlib.import_module(module)
     if not callable(getattr(module, "connect", None)):
@@ -352,7 +352,7 @@ class ConnectionPool:
         self._kwargs = kwargs
         self._lock = _native.allocate_lock()
         self._slots = Semaphore(maxconn)
-        self._idle = deque()  # (connection, generation it was opened in)
+        self._idle: deque[tuple[Connection, int]] = deque()  # (connection, generation it was opened in)
         self._generation = 0  # bumped whenever a broken connection is found
         self._size = 0
         self._opened = self._discarded = 0

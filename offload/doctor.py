@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import gevent
@@ -414,7 +415,7 @@ def check_mongo(uri):
 
 def run(args) -> dict:
     """Run every check *args* asks for; the report as a JSON-ready dict."""
-    checks = [("time", check_time, None)]
+    checks: list[tuple[str, Any, Any]] = [("time", check_time, None)]
     for name, fn in (
         ("postgres", check_postgres),
         ("mysql", check_mysql),

@@ -52,7 +52,7 @@ __all__ = [
     "get_default_process_pool",
 ]
 
-_pools = weakref.WeakSet()
+_pools: "weakref.WeakSet[ProcessPool]" = weakref.WeakSet()
 
 
 def default_process_count():
@@ -331,7 +331,7 @@ class ProcessPool(futures.Executor):
         Pickling errors raise here, at once, as in :meth:`call`.
         """
         check_callable(fn)
-        future = Future()
+        future: Future[Any] = Future()
         if _wire.in_worker:
             future.set_running_or_notify_cancel()
             try:
