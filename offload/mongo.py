@@ -67,6 +67,7 @@ __all__ = [
 ]
 
 _setattr = object.__setattr__
+_MISSING = object()
 _getattribute = object.__getattribute__
 
 # Threads for a client whose maxPoolSize is unbounded (None or 0).
@@ -273,7 +274,7 @@ class _MongoProxy(Proxy):
 
 
 class _ObjectProxy(_MongoProxy):
-    """Everything in the pool: transaction contexts, GridFS file objects."""
+    """Every method, ``with`` included, in the pool: transaction contexts."""
 
     __slots__ = ()
 
@@ -645,10 +646,12 @@ class _GridOutProxy(_MongoProxy):
 
     def __getattr__(self, name):
         obj = self._offload_obj
-        if not _getattribute(obj, "_file") and not name.startswith("__"):
-            attr = self._offload_call(getattr, (obj, name))
-            if not callable(attr):
-                return self._offload_wrap(attr)
+        if not _getattribute(obj, "_file"):
+            # Metadata properties, and names GridOut looks up in the file
+            # document, load that document first: I/O.  Methods do not.
+            static = inspect.getattr_static(type(obj), name, _MISSING)
+            if static is _MISSING or isinstance(static, property):
+                return self._offload_wrap(self._offload_call(getattr, (obj, name)))
         return _MongoProxy.__getattr__(self, name)
 
     def __iter__(self):

@@ -353,12 +353,19 @@ def test_gridfs_bucket(client):
         bucket.open_download_stream(file_id)
 
 
-def test_gridfs_legacy(client):
+def test_gridfs_legacy(client, pool):
     fs = mongo.GridFS(client.offload_tests, "legacy_test")
     file_id = fs.put(b"line one\nline two\n", filename="lines.txt")
     assert fs.exists(file_id) and "lines.txt" in fs.list()
     out = fs.get(file_id)
-    assert out.filename == "lines.txt"
+    before = hops(pool)
+    assert out.filename == "lines.txt" and out.length == 18  # metadata already loaded: inline
+    assert hops(pool) == before
+    lazy = mongo._GridOutProxy._offload_adopt(
+        gridfs.GridOut(offload.unwrap(client.offload_tests).legacy_test, file_id), client._offload_runner
+    )
+    assert lazy.filename == "lines.txt"  # loads the file document: in the pool
+    assert hops(pool) == before + 1
     assert list(out) == [b"line one\n", b"line two\n"]
     lazy = fs.get_last_version("lines.txt")
     assert lazy.read() == b"line one\nline two\n"
