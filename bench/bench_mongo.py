@@ -16,6 +16,7 @@ Prints one Markdown section.
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -100,9 +101,10 @@ print(json.dumps(out))
 
 
 def start_server():
+    """Return (uri, process or None, scratch directory or None)."""
     uri = os.environ.get("OFFLOAD_BENCH_MONGODB_URI")
     if uri:
-        return uri, None
+        return uri, None, None
     script = os.path.join(os.path.dirname(sys.executable), "nx-27017")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -118,7 +120,7 @@ def start_server():
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return f"mongodb://127.0.0.1:{port}/?directConnection=true", proc
+            return f"mongodb://127.0.0.1:{port}/?directConnection=true", proc, scratch
         except OSError:
             time.sleep(0.05)
     proc.kill()
@@ -157,7 +159,7 @@ def verdict(ok):
 
 
 def main():
-    uri, server = start_server()
+    uri, server, scratch = start_server()
     try:
         load(uri)
         # Round-robin, the order rotating each round, so that a server that
@@ -170,8 +172,14 @@ def main():
                     results[v][scenario].extend(runs)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait()
+            server.terminate()  # nx-27017 sometimes ignores SIGTERM: then kill it
+            try:
+                server.wait(5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def summary(variant, scenario, ops):
         runs = results[variant][scenario]

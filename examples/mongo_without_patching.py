@@ -32,7 +32,7 @@ SCAN_DOCS = 5000
 
 def workload(client, name):
     """50 writers/readers and one big scan, all sharing *client*."""
-    coll = client.offload_demo[name]
+    coll = client.offload_demo[f"{name}_{os.getpid()}"]  # several runs may share a server
     coll.drop()
     coll.insert_many([{"k": -1, "i": i, "pad": "x" * 100} for i in range(SCAN_DOCS)])
 
@@ -97,8 +97,12 @@ def main(argv):
             rows.append(("offload.mongo",) + workload(client, "offload"))
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait()
+            proc.terminate()  # nx-27017 sometimes ignores SIGTERM: then kill it
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             scratch.cleanup()
 
     print(f"{GREENLETS} greenlets insert and read {DOCS_EACH} documents each while one scans {SCAN_DOCS};")

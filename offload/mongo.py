@@ -273,10 +273,18 @@ class _MongoProxy(Proxy):
         return method
 
 
-class _ObjectProxy(_MongoProxy):
-    """Every method, ``with`` included, in the pool: transaction contexts."""
+class _EnterInline:
+    """``with`` returns the proxy at once (PyMongo's ``__enter__`` returns
+    self and does no I/O); the real ``__exit__`` -- closing, ending,
+    committing -- runs in the pool."""
 
     __slots__ = ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        return self._offload_call(type(self._offload_obj).__exit__, (self._offload_obj, exc_type, exc, tb))
 
 
 class _ItemsInline:
@@ -286,6 +294,12 @@ class _ItemsInline:
 
     def __getitem__(self, key):
         return self._offload_wrap(self._offload_obj[key])
+
+
+class _TransactionProxy(_EnterInline, _MongoProxy):
+    """``with session.start_transaction():`` -- commit or abort at the end, in the pool."""
+
+    __slots__ = ()
 
 
 class MongoClient(_ItemsInline, _MongoProxy):
@@ -332,6 +346,10 @@ class MongoClient(_ItemsInline, _MongoProxy):
             pool = ThreadPool(size, name="offload.mongo")
         elif not inline:
             pool = resolve_pool(pool)
+            if not isinstance(pool, ThreadPool):
+                # PyMongo objects cannot leave the process, nor be shared
+                # with anything but threads.
+                raise TypeError(f"pool must be an offload ThreadPool, not {type(pool).__name__}")
         runner = _Runner(pool, owned, inline)
         _MongoProxy.__init__(self, real, runner)
         if not inline and connect is not False and hasattr(real, "_get_topology"):
@@ -540,7 +558,7 @@ class CommandCursor(_CursorBase):
         return self._offload_call(cursor.try_next)
 
 
-class ChangeStream(_MongoProxy):
+class ChangeStream(_EnterInline, _MongoProxy):
     """A proxy for a :class:`pymongo.change_stream.ChangeStream`.
 
     :meth:`try_next` runs at most one ``getMore`` in the pool.  Iteration
@@ -577,14 +595,8 @@ class ChangeStream(_MongoProxy):
 
     next = __next__
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, exc_type, exc, tb):
-        self.close()
-
-
-class ClientSession(_MongoProxy):
+class ClientSession(_EnterInline, _MongoProxy):
     """A proxy for :class:`pymongo.client_session.ClientSession`.
 
     ``with client.start_session() as s:`` and ``with s.start_transaction():``
@@ -598,7 +610,7 @@ class ClientSession(_MongoProxy):
 
     def start_transaction(self, *args, **kwargs):
         ctx = self._offload_call(self._offload_obj.start_transaction, args, kwargs)
-        return _ObjectProxy._offload_adopt(ctx, self._offload_runner)
+        return _TransactionProxy._offload_adopt(ctx, self._offload_runner)
 
     def with_transaction(self, callback: Callable[[ClientSession], Any], *args, **kwargs):
         if not callable(callback):
@@ -609,12 +621,6 @@ class ClientSession(_MongoProxy):
 
         return self._offload_call(self._offload_obj.with_transaction, (run, *args), kwargs)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self._offload_call(type(self._offload_obj).__exit__, (self._offload_obj, exc_type, exc, tb))
-
 
 class _GridFSProxy(_MongoProxy):
     __slots__ = ()
@@ -622,7 +628,7 @@ class _GridFSProxy(_MongoProxy):
     _offload_inline = frozenset({"find"})
 
 
-class _GridInProxy(_MongoProxy):
+class _GridInProxy(_EnterInline, _MongoProxy):
     """Writes and attribute updates of an upload may touch the server."""
 
     __slots__ = ()
@@ -630,14 +636,8 @@ class _GridInProxy(_MongoProxy):
     def __setattr__(self, name, value):
         self._offload_call(setattr, (self._offload_obj, name, value))
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, exc_type, exc, tb):
-        return self._offload_call(type(self._offload_obj).__exit__, (self._offload_obj, exc_type, exc, tb))
-
-
-class _GridOutProxy(_MongoProxy):
+class _GridOutProxy(_EnterInline, _MongoProxy):
     """A download: its metadata is fetched on first use, so attribute reads
     go to the pool until it is; iteration (by line) costs a hop per line --
     prefer ``read()`` or ``readchunk()``."""
@@ -660,12 +660,6 @@ class _GridOutProxy(_MongoProxy):
     def __next__(self):
         return self._offload_call(next, (self._offload_obj,))
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        return self._offload_call(type(self._offload_obj).__exit__, (self._offload_obj, exc_type, exc, tb))
-
 
 def _database_runner(db, what):
     if not isinstance(db, Database):
@@ -673,14 +667,14 @@ def _database_runner(db, what):
     return _runner_of(db)
 
 
-def GridFS(database: Database, collection: str = "fs") -> Any:  # noqa: N802 - mirrors gridfs.GridFS
+def GridFS(database: Database, collection: str = "fs") -> Any:  # named like the class it returns
     """:class:`gridfs.GridFS` on an offload *database*, wrapped: its methods
     run in the client's pool, ``find`` builds a cursor inline."""
     runner = _database_runner(database, "GridFS")
     return _GridFSProxy(gridfs.GridFS(unwrap(database), collection), runner)
 
 
-def GridFSBucket(database: Database, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - mirrors gridfs
+def GridFSBucket(database: Database, *args: Any, **kwargs: Any) -> Any:  # named like the class it returns
     """:class:`gridfs.GridFSBucket` on an offload *database*, wrapped like :func:`GridFS`."""
     runner = _database_runner(database, "GridFSBucket")
     args, kwargs = _unwrap_args(args, kwargs)

@@ -65,9 +65,9 @@ class NX27017:
     def stop(self):
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
+            proc.terminate()  # nx-27017 sometimes ignores SIGTERM: then kill it
             try:
-                proc.wait(10)
+                proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -123,6 +123,13 @@ def test_bad_arguments_fail_early(mongo_uri, client):  # noqa: F811
         mongo.MongoClient(mongo_uri, pool=5)
     with pytest.raises(ValueError, match="pool"):
         mongo.MongoClient(mongo_uri, pool="no-such-pool")
+
+    class NotAThreadPool:
+        def _call(self, fn, args, kwargs, timeout):
+            return fn(*args, **kwargs)
+
+    with pytest.raises(TypeError, match="ThreadPool"):
+        mongo.MongoClient(mongo_uri, pool=NotAThreadPool())
     with pytest.raises(TypeError, match="MongoClient"):
         mongo.MongoClient(mongo_uri, 27017, dict, False, True, None, "one too many")
     with pytest.raises(TypeError, match="Database from offload.mongo"):
