@@ -67,8 +67,8 @@ __all__ = [
 ]
 
 _setattr = object.__setattr__
-_MISSING = object()
 _getattribute = object.__getattribute__
+_MISSING = object()
 
 # Threads for a client whose maxPoolSize is unbounded (None or 0).
 _UNBOUNDED_THREADS = 100
@@ -550,7 +550,7 @@ class CommandCursor(_CursorBase):
 
     _offload_inline = frozenset({"batch_size"})
 
-    def try_next(self):
+    def try_next(self) -> Any:
         """The next document, or None after one ``getMore`` that found none."""
         cursor = self._offload_obj
         if _buffer(cursor):
@@ -568,7 +568,8 @@ class ChangeStream(_EnterInline, _MongoProxy):
 
     __slots__ = ()
 
-    def try_next(self):
+    def try_next(self) -> Any:
+        """The next change, or None after one ``getMore`` that found none."""
         stream = self._offload_obj
         if _buffer(getattr(stream, "_cursor", None)):
             return stream.try_next()
