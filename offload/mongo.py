@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable
 from time import perf_counter as _monotonic
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import gevent
 import gridfs
@@ -335,6 +336,8 @@ class MongoClient(_ItemsInline, _MongoProxy):
         bound = _bind_client_args(args, kwargs)
         theirs = _add_driver_info(bound)
         connect = bound.arguments.get("connect")
+        if connect is None:
+            connect = _uri_connect_option(bound.arguments.get("host"))
         if not inline:
             bound.arguments["connect"] = False
         real = pymongo.MongoClient(*bound.args, **bound.kwargs)
@@ -377,6 +380,20 @@ def _bind_client_args(args, kwargs):
         return inspect.signature(pymongo.MongoClient).bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"MongoClient(): {exc}") from None
+
+
+def _uri_connect_option(host):
+    """The ``connect=`` option of a ``mongodb://`` URI as a bool, or None.
+
+    Read from the query string only: parsing the URI with PyMongo could
+    mean a DNS lookup (``mongodb+srv://``), which is what this avoids.
+    """
+    if not isinstance(host, str) or "?" not in host:
+        return None
+    for key, values in parse_qs(urlsplit(host).query).items():
+        if key.lower() == "connect" and values:
+            return values[-1].lower() not in ("false", "0", "no", "off")
+    return None
 
 
 def _add_driver_info(bound):

@@ -6,6 +6,7 @@ Pool hops are counted with the pool's ``submitted`` statistic.
 
 import socket
 import threading
+import time
 import traceback
 
 import gevent
@@ -151,6 +152,30 @@ def test_dedicated_pool_is_sized_to_max_pool_size_and_closed_with_the_client(mon
     with mongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000) as c2:
         assert c2._offload_pool.max_workers == 100  # PyMongo's default maxPoolSize
         c2.admin.command("ping")
+
+
+def _nodes_after(client, seconds):
+    deadline = time.monotonic() + seconds
+    while not client.nodes and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    return client.nodes
+
+
+@pytest.mark.parametrize("how", ["keyword", "uri"])
+def test_connect_false_is_honoured(mongo_uri, pool, how):  # noqa: F811
+    if how == "keyword":
+        lazy = mongo.MongoClient(mongo_uri, connect=False, pool=pool)
+    else:
+        lazy = mongo.MongoClient(mongo_uri + "&connect=false", pool=pool)
+    eager = mongo.MongoClient(mongo_uri, pool=pool)  # connects in the background, as PyMongo does
+    try:
+        assert _nodes_after(eager, 10)
+        assert not _nodes_after(lazy, 0.3)
+        lazy.admin.command("ping")  # connects on first use
+        assert lazy.nodes
+    finally:
+        lazy.close()
+        eager.close()
 
 
 # -- CRUD and friends --------------------------------------------------------------
