@@ -1,0 +1,149 @@
+"""offload.mongo under each monkey-patching mode, each in a fresh interpreter.
+
+The server URI reaches the snippets through the environment (``MONGO_URI``).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from modes import ROOT, lines, run
+from mongo_server import is_nx_27017, mongo_server_info, mongo_uri  # noqa: F401
+
+# 8 greenlets, each inserting ~3 MB in one insert_many, over ONE pooled
+# connection (maxPoolSize=1) shared by a 4-thread pool: a send that blocks in
+# a worker other than the one that opened the connection.
+LARGE_WRITES = """
+import os, gevent, offload, pymongo
+from gevent import monkey
+
+pool = offload.ThreadPool(4)
+if os.environ["CLIENT"] == "proxy":
+    from offload.mongo import MongoClient
+    client = MongoClient(os.environ["MONGO_URI"], maxPoolSize=1, pool=pool)
+    call = lambda fn, *args: fn(*args)
+else:  # plain PyMongo, its calls handed to the pool by hand
+    if os.environ["CLIENT"] == "plain, offload.mongo imported":
+        import offload.mongo
+    client = pymongo.MongoClient(os.environ["MONGO_URI"], maxPoolSize=1)
+    call = pool.call
+coll = client.offload_tests[os.environ["COLL"]]
+call(coll.drop)
+
+def work(k):
+    docs = [{"k": k, "i": i, "pad": "x" * 3000} for i in range(1000)]
+    return len(call(coll.insert_many, docs).inserted_ids)
+
+jobs = [gevent.spawn(work, k) for k in range(8)]
+gevent.joinall(jobs)
+errors = [repr(j.exception) for j in jobs if not j.successful()]
+print("socket_patched=%s" % monkey.is_module_patched("socket"))
+print("failures=%d" % len(errors))
+print("cannot_switch=%d" % sum("Cannot switch to a different thread" in e for e in errors))
+for e in errors[:3]:
+    print("error: " + e[:300])
+try:
+    print("count=%d" % call(coll.count_documents, {}))
+    call(coll.drop)
+except Exception as exc:  # the control run may have broken its one connection
+    print("count_error=" + repr(exc)[:200])
+"""
+
+
+@pytest.mark.parametrize("mode", ["socket", "nothread"])
+def test_large_writes_through_shared_connections_with_patched_sockets(mongo_uri, mode):  # noqa: F811
+    env = {"MONGO_URI": mongo_uri, "CLIENT": "proxy", "COLL": f"large_{mode}"}
+    out = lines(run(mode, LARGE_WRITES, env=env))
+    assert out["socket_patched"] == "True"
+    assert out["failures"] == "0", out
+    assert out["count"] == "8000"
+
+
+def test_plain_pymongo_on_worker_threads_hits_the_trap(mongo_uri):  # noqa: F811
+    """The control for the test above: without offload.mongo, PyMongo's
+    gevent sockets fail when another thread must wait on them."""
+    env = {"MONGO_URI": mongo_uri, "CLIENT": "plain", "COLL": "large_plain"}
+    out = lines(run("socket", LARGE_WRITES, env=env))
+    assert int(out["cannot_switch"]) >= 1, out
+
+
+def test_importing_offload_mongo_fixes_plain_pymongo_on_workers(mongo_uri):  # noqa: F811
+    """The fix is where PyMongo opens connections: once offload.mongo is
+    imported, connections opened in offload workers use real sockets."""
+    env = {"MONGO_URI": mongo_uri, "CLIENT": "plain, offload.mongo imported", "COLL": "large_plain_fixed"}
+    out = lines(run("socket", LARGE_WRITES, env=env))
+    assert out["failures"] == "0", out
+    assert out["count"] == "8000"
+
+
+EVERYTHING = """
+import os, gevent, offload, pymongo
+from gevent import monkey
+from offload import mongo
+
+client = mongo.MongoClient(os.environ["MONGO_URI"], serverSelectionTimeoutMS=10000)
+runner = client._offload_runner
+coll = client.offload_tests[os.environ["COLL"]]
+coll.drop()
+coll.insert_many([{"i": i, "pad": "x" * 100} for i in range(3000)])
+before = runner.pool.stats()["submitted"] if runner.pool else 0
+got = [d["i"] for d in coll.find().sort("i").batch_size(500)]
+hops = (runner.pool.stats()["submitted"] if runner.pool else 0) - before
+assert got == list(range(3000))
+
+with client.start_session() as s:
+    with s.start_transaction():
+        coll.insert_one({"i": -1}, session=s)
+    s.with_transaction(lambda s: coll.insert_one({"i": -2}, session=s))
+
+def reader(k):
+    return sum(1 for _ in coll.find({"i": {"$lt": 100}}))
+
+with offload.Heartbeat(0.002) as beat:
+    jobs = [gevent.spawn(reader, k) for k in range(50)]
+    gevent.joinall(jobs, raise_error=True)
+assert [j.value for j in jobs] == [102] * 50
+
+print("inline=%s" % runner.inline)
+print("threading_patched=%s" % monkey.is_module_patched("threading"))
+print("iteration_hops=%d" % hops)
+print("count=%d" % coll.count_documents({}))
+print("max_lag=%.4f" % beat.max_lag)
+print("ticks=%d" % len(beat.lags))
+coll.drop()
+client.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["none", "socket", "nothread", "all"])
+def test_every_mode(mongo_uri, mode):  # noqa: F811
+    out = lines(run(mode, EVERYTHING, env={"MONGO_URI": mongo_uri, "COLL": f"every_{mode}"}))
+    assert out["count"] == "3002"
+    if mode == "all":
+        # PyMongo is cooperative there and its internals are greenlets: inline.
+        assert out["inline"] == "True" and out["threading_patched"] == "True"
+        assert out["iteration_hops"] == "0"
+    else:
+        assert out["inline"] == "False"
+        assert 6 <= int(out["iteration_hops"]) <= 8  # 3000 documents, batches of 500
+    assert int(out["ticks"]) > 5
+    assert float(out["max_lag"]) < 1.0
+
+
+def test_example_runs(mongo_uri):  # noqa: F811
+    """By default the example starts its own nx-27017; given a URI, it uses that."""
+    args = [] if is_nx_27017() else [mongo_uri]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "mongo_without_patching.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "offload.mongo keeps it ticking" in proc.stdout
+    labels = ("plain", "offload.")
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith(labels)}
+    assert set(rows) == {"plain", "offload.mongo"}
