@@ -51,7 +51,7 @@ from pymongo.driver_info import DriverInfo
 from . import __version__, _native
 from .executor import check_pool, resolve_pool
 from .proxy import Proxy, _unwrap_args, unwrap
-from .threadpool import ThreadPool, _tls
+from .threadpool import ThreadPool, in_worker
 
 __all__ = [
     "ChangeStream",
@@ -95,7 +95,7 @@ def _use_real_sockets():
     socket forbids.  The main thread keeps what patching gave it, so plain
     PyMongo under ``patch_all()`` stays cooperative.
     """
-    if _tls.pool is not None:
+    if in_worker():
         return True
     if is_module_patched("threading"):
         return False
@@ -345,7 +345,7 @@ class MongoClient(_ItemsInline, _MongoProxy):
             real.append_metadata(DriverInfo("offload", __version__))
         owned = pool is None and not inline
         if owned:
-            size = real.options.pool_options.max_pool_size or _UNBOUNDED_THREADS
+            size = int(real.options.pool_options.max_pool_size or _UNBOUNDED_THREADS)
             pool = ThreadPool(size, name="offload.mongo")
         elif not inline:
             pool = resolve_pool(pool)

@@ -57,6 +57,11 @@ def default_size() -> int:
     return size
 
 
+def in_worker() -> bool:
+    """Whether the calling thread is a worker of an offload :class:`ThreadPool`."""
+    return _tls.queue is not None
+
+
 def _check_count(name, value, minimum):
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
