@@ -7,10 +7,11 @@ of their own, so neither's loop disturbs the others):
 * throughput: 50 greenlets share one pool of 10 threads, no-op calls;
 * fan-out: 1000 greenlets each offload a 10 ms blocking call onto 100
   threads (ideal wall time 0.1 s), while a 1 ms heartbeat measures hub lag.
-  The heartbeat starts before the greenlets are created, so its first tick
-  also holds the start-up burst (creating and first-running 1000 greenlets,
-  which gevent itself needs a good part of: measured as a baseline); the
-  steady-state figure leaves that one tick out.
+  The heartbeat starts before the greenlets are created, so the lag figures
+  include the start-up: creating the greenlets and running each one up to
+  its call, most of which is gevent's own cost (measured as a baseline with
+  greenlets that do nothing).  "Start-up" is the time until the last call is
+  submitted; the "after start-up" figures look only at what follows it.
 
 Each figure is the median over ROUNDS rounds; ratios compare medians.
 """
@@ -70,11 +71,19 @@ def _gevent_runs():
         return GREENLETS * CALLS_EACH / (time.perf_counter() - started)
 
     def fan_out(call):
+        submitted = [0, 0.0]
+
+        def job():
+            submitted[0] += 1
+            if submitted[0] == FAN_OUT:
+                submitted[1] = time.perf_counter()
+            return call(_blocking)
+
         with offload.Heartbeat(0.001) as hb:
             started = time.perf_counter()
-            gevent.joinall([gevent.spawn(call, _blocking) for _ in range(FAN_OUT)])
+            gevent.joinall([gevent.spawn(job) for _ in range(FAN_OUT)])
             elapsed = time.perf_counter() - started
-        return elapsed, hb.lags
+        return elapsed, submitted[1] - started, hb.lags, [t - started for t in hb.times]
 
     def start_burst():
         """Wall time to create and first-run FAN_OUT greenlets that do nothing."""
@@ -105,11 +114,13 @@ def _gevent_runs():
     return results, statistics.median(bursts)
 
 
-def _fan_figures(elapsed, lags):
+def _fan_figures(elapsed, startup, lags, times):
+    """Wall, start-up, lag p50/p99/max, and lag p99 of the ticks after start-up."""
     from offload.heartbeat import percentile
 
+    after = [lag for lag, at in zip(lags, times, strict=True) if at - lag > startup]
     worst = max(lags, default=0.0)
-    return elapsed, percentile(lags, 50), percentile(lags, 99), worst, percentile(lags[1:], 99)
+    return elapsed, startup, percentile(lags, 50), percentile(lags, 99), worst, percentile(after, 99)
 
 
 # -- eventlet and asyncio (each in its own subprocess) ---------------------
@@ -121,11 +132,11 @@ import eventlet
 from eventlet import tpool
 def noop(): return None
 def blocking(): time.sleep(BLOCK)
-def heartbeat(lags, stop):
+def heartbeat(lags, times, stop):
     due = time.perf_counter() + 0.001
     while not stop:
         eventlet.sleep(0.001)
-        now = time.perf_counter(); lags.append(max(0.0, now - due)); due = now + 0.001
+        now = time.perf_counter(); lags.append(max(0.0, now - due)); times.append(now); due = now + 0.001
 def round_trip():
     s = []
     for _ in range(ROUND_TRIPS):
@@ -140,15 +151,21 @@ def throughput():
     pool.waitall()
     return GREENLETS * CALLS_EACH / (time.perf_counter() - t)
 def fan_out():
-    lags, stop = [], []
-    hb = eventlet.spawn(heartbeat, lags, stop)
+    lags, times, stop, submitted = [], [], [], [0, 0.0]
+    def job():
+        submitted[0] += 1
+        if submitted[0] == FAN_OUT:
+            submitted[1] = time.perf_counter()
+        return tpool.execute(blocking)
+    hb = eventlet.spawn(heartbeat, lags, times, stop)
+    eventlet.sleep(0)
     t = time.perf_counter()
     pool = eventlet.GreenPool(FAN_OUT)
-    for _ in range(FAN_OUT): pool.spawn(tpool.execute, blocking)
+    for _ in range(FAN_OUT): pool.spawn(job)
     pool.waitall()
     elapsed = time.perf_counter() - t
     stop.append(1); hb.wait()
-    return elapsed, lags
+    return elapsed, submitted[1] - t, lags, [x - t for x in times]
 throughput(); fan_out()
 print(json.dumps([[round_trip(), throughput(), fan_out()] for _ in range(ROUNDS)]))
 """
@@ -158,11 +175,11 @@ import asyncio, json, time
 from concurrent.futures import ThreadPoolExecutor
 def noop(): return None
 def blocking(): time.sleep(BLOCK)
-async def heartbeat(lags):
+async def heartbeat(lags, times):
     due = time.perf_counter() + 0.001
     while True:
         await asyncio.sleep(0.001)
-        now = time.perf_counter(); lags.append(max(0.0, now - due)); due = now + 0.001
+        now = time.perf_counter(); lags.append(max(0.0, now - due)); times.append(now); due = now + 0.001
 async def main():
     loop = asyncio.get_running_loop()
     small, big = ThreadPoolExecutor(SMALL_POOL), ThreadPoolExecutor(BIG_POOL)
@@ -179,14 +196,16 @@ async def main():
         await asyncio.gather(*(one() for _ in range(GREENLETS)))
         return GREENLETS * CALLS_EACH / (time.perf_counter() - t)
     async def fan_out():
-        lags = []
-        hb = asyncio.create_task(heartbeat(lags))
+        lags, times = [], []
+        hb = asyncio.create_task(heartbeat(lags, times))
         await asyncio.sleep(0)
         t = time.perf_counter()
-        await asyncio.gather(*(loop.run_in_executor(big, blocking) for _ in range(FAN_OUT)))
+        calls = [loop.run_in_executor(big, blocking) for _ in range(FAN_OUT)]
+        submitted = time.perf_counter()
+        await asyncio.gather(*calls)
         elapsed = time.perf_counter() - t
         hb.cancel()
-        return elapsed, lags
+        return elapsed, submitted - t, lags, [x - t for x in times]
     loop.set_default_executor(small)
     await throughput(); await fan_out()
     out = []
@@ -217,7 +236,7 @@ def _medians(rounds):
     fan = [r[2] for r in rounds if r[2] is not None]
     if not fan:
         return rt50, rt99, tp, None
-    return rt50, rt99, tp, tuple(statistics.median(f[i] for f in fan) for i in range(5))
+    return rt50, rt99, tp, tuple(statistics.median(f[i] for f in fan) for i in range(6))
 
 
 def main():
@@ -235,27 +254,30 @@ def main():
     rt_ratio = ours[0] / gevent_pool[0]
     tp_ratio = ours[2] / gevent_pool[2]
     fan_ratio = ours[3][0] / IDEAL
-    lag_p99, steady_p99 = ours[3][2], ours[3][4]
+    startup, lag_p99, after_p99 = ours[3][1], ours[3][3], ours[3][5]
 
     print("## Core: round trip, throughput, fan-out\n")
     print(
         f"Medians of {ROUNDS} rounds. Round trip: one greenlet, {ROUND_TRIPS} sequential no-op calls. "
         f"Throughput: {GREENLETS} greenlets x {CALLS_EACH} no-op calls on a pool of {SMALL_POOL} threads. "
         f"Fan-out: {FAN_OUT} greenlets each offload a {BLOCK * 1e3:.0f} ms C-level sleep onto "
-        f"{BIG_POOL} threads (ideal {IDEAL:.2f} s) while a 1 ms heartbeat records hub lag.\n"
+        f"{BIG_POOL} threads (ideal {IDEAL:.2f} s) while a 1 ms heartbeat records hub lag; "
+        "*start-up* is the time until the last greenlet has submitted its call, and the last "
+        "column looks only at the ticks due after it.\n"
     )
     print(
         "| implementation | round trip p50 µs | p99 µs | calls/s (50 greenlets) | fan-out wall s | "
-        "x ideal | lag p50 ms | lag p99 ms | lag max ms | steady lag p99 ms |"
+        "x ideal | start-up ms | lag p50 ms | lag p99 ms | lag max ms | lag p99 after start-up ms |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (rt50, rt99, tp, fan) in rows.items():
         if fan is None:
-            fan_cells = "– | – | – | – | – | –"
+            fan_cells = " | ".join("–" * 7)
         else:
+            wall, start, p50, p99, worst, after = fan
             fan_cells = (
-                f"{fan[0]:.3f} | {fan[0] / IDEAL:.2f} | {fan[1] * 1e3:.2f} | {fan[2] * 1e3:.2f} | "
-                f"{fan[3] * 1e3:.1f} | {fan[4] * 1e3:.2f}"
+                f"{wall:.3f} | {wall / IDEAL:.2f} | {start * 1e3:.1f} | {p50 * 1e3:.2f} | {p99 * 1e3:.2f} | "
+                f"{worst * 1e3:.1f} | {after * 1e3:.2f}"
             )
         print(f"| {name} | {rt50 * 1e6:.1f} | {rt99 * 1e6:.1f} | {tp:,.0f} | {fan_cells} |")
     print()
@@ -269,14 +291,13 @@ def main():
     print(f"| 50-greenlet throughput >= 4x gevent's | {tp_ratio:.1f}x | {verdict(tp_ratio >= 4)} |")
     print(f"| 1000 x 10 ms within 1.3x of ideal | {fan_ratio:.2f}x | {verdict(fan_ratio <= 1.3)} |")
     print(f"| heartbeat p99 lag <= 2 ms, fan-out | {lag_p99 * 1e3:.2f} ms | {verdict(lag_p99 <= 2e-3)} |")
+    print(f"| the same, after start-up | {after_p99 * 1e3:.2f} ms | {verdict(after_p99 <= 2e-3)} |")
     print(
-        f"| the same, after the start-up tick | {steady_p99 * 1e3:.2f} ms | {verdict(steady_p99 <= 0.002)} |"
-    )
-    print(
-        f"\nStart-up burst baseline: gevent alone needs {burst * 1e3:.1f} ms to create and run "
-        f"{FAN_OUT} greenlets that do nothing. That burst runs on the hub before any call can be "
-        "offloaded and lands in one heartbeat tick; with about 100 ticks in a fan-out, that one tick "
-        "is the p99."
+        f"\nWhere the fan-out time goes: gevent alone needs {burst * 1e3:.1f} ms to create, run and "
+        f"join {FAN_OUT} greenlets that do nothing; offload's start-up was {startup * 1e3:.1f} ms, "
+        f"the hub running those same greenlets up to their calls. The lag figures over the whole run "
+        "include that start-up, during which the hub is busy starting greenlets and the 100 workers it "
+        "wakes compete with it for the GIL; the last column shows the hub once every call is submitted."
     )
     for note in notes:
         print(f"\n{note}")

@@ -37,14 +37,17 @@ class Heartbeat:
     """A greenlet that ticks every *interval* seconds and records its lateness.
 
     Use as a context manager around the code to watch; ``lags`` then holds
-    one lateness (seconds) per tick.  A tick that is overdue when the
-    heartbeat stops is counted too, so a freeze at the very end is not lost.
+    one lateness (seconds) per tick, and ``times`` the
+    :func:`time.perf_counter` reading at each tick.  A tick that is overdue
+    when the heartbeat stops is counted too, so a freeze at the very end is
+    not lost.
     """
 
     def __init__(self, interval: float = 0.001) -> None:
         _check_seconds("interval", interval, positive=True)
         self.interval = interval
         self.lags: list[float] = []
+        self.times: list[float] = []
         self._glet: gevent.Greenlet | None = None
         self._due = 0.0
 
@@ -61,9 +64,10 @@ class Heartbeat:
         if glet is None:
             return
         glet.kill(block=False)
-        overdue = perf_counter() - self._due
-        if overdue > 0:
-            self.lags.append(overdue)
+        now = perf_counter()
+        if now > self._due:
+            self.lags.append(now - self._due)
+            self.times.append(now)
 
     def __enter__(self):
         return self.start()
@@ -73,12 +77,13 @@ class Heartbeat:
 
     def _run(self):
         interval = self.interval
-        lags = self.lags
+        lags, times = self.lags, self.times
         sleep = gevent.sleep
         while True:
             sleep(interval)
             now = perf_counter()
             lags.append(max(0.0, now - self._due))
+            times.append(now)
             self._due = now + interval
 
     @property
