@@ -115,7 +115,7 @@ class Worker:
 
     def execute(self, item):
         """Run one call in the process; (value, error)."""
-        name = item.name
+        payload, name = item.work
         for _ in range(2):  # a process found dead while idle is replaced once
             if self.proc is None:
                 error = self.start_process()
@@ -123,7 +123,7 @@ class Worker:
                     return None, error
             with self.lock:
                 self.current = item
-            if self.alive() and self.send(item.payload):
+            if self.alive() and self.send(payload):
                 break
             with self.lock:
                 self.current = None

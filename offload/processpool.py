@@ -32,13 +32,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from functools import partial
 from itertools import chain
-from time import monotonic
 from typing import Any
 
-from greenlet import getcurrent
-
 from . import _native, _wire
-from ._bridge import HubWaiting, ThreadWaiting, current_bridge, locked
+from ._bridge import current_bridge, locked
+from ._calls import HubCall, Task, ThreadCall
 from ._procworker import Counters, Worker, WorkerCrashed
 from ._wire import RemoteTraceback
 from .future import Future
@@ -74,98 +72,6 @@ def default_process_count():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
-
-
-# -- calls in the queue -----------------------------------------------------
-
-
-class _Call:
-    """A call whose caller waits on the item itself (:meth:`ProcessPool.call`)."""
-
-    __slots__ = ()
-
-    def __init__(self, payload, name, bridge):
-        self.payload = payload
-        self.name = name
-        self.queued_at = monotonic()
-        # Whoever pops the token owns the call: the worker thread (to run
-        # it) or the caller (to cancel it).  list.pop is atomic.
-        self.claim = [True]
-        self.error = None
-        self.done = False
-        self.killed = False
-        if bridge is None:
-            self.lock = locked()
-        else:
-            self.glet = getcurrent()
-            self.bridge = bridge
-            self.woken = False
-
-    def start(self):
-        try:
-            return self.claim.pop()
-        except IndexError:
-            return False
-
-    def finish(self, value, error):
-        self.payload = None
-        self.value = value
-        self.error = error
-        self.done = True
-        self.wake()
-
-    def cancel(self):
-        if self.start():
-            self.finish(None, futures.CancelledError())
-            return True
-        return False
-
-    def outcome(self):
-        error = self.error
-        if error is None:
-            return self.value
-        self.error = None
-        try:
-            raise error
-        finally:
-            error = None
-
-
-_CALL_SLOTS = ("payload", "name", "queued_at", "claim", "value", "error", "done", "killed")
-
-
-class _HubCall(_Call, HubWaiting):
-    __slots__ = _CALL_SLOTS + ("glet", "bridge", "woken")
-
-
-class _ThreadCall(_Call, ThreadWaiting):
-    __slots__ = _CALL_SLOTS + ("lock",)
-
-
-class _Task:
-    """A call whose outcome goes to a :class:`Future` (:meth:`ProcessPool.submit`)."""
-
-    __slots__ = ("payload", "name", "queued_at", "future")
-
-    def __init__(self, future, payload, name):
-        self.payload = payload
-        self.name = name
-        self.queued_at = monotonic()
-        self.future = future
-
-    def start(self):
-        return self.future.set_running_or_notify_cancel()
-
-    def finish(self, value, error):
-        self.payload = None
-        if error is None:
-            self.future.set_result(value)
-        else:
-            self.future.set_exception(error)
-
-    def cancel(self):
-        self.future.cancel()
-        return not self.start()
 
 
 # -- the pool ---------------------------------------------------------------
@@ -298,32 +204,25 @@ class ProcessPool(futures.Executor):
         check_callable(fn)
         if _wire.in_worker:
             return fn(*args, **kwargs)
-        payload = _wire.pack_call(fn, args, kwargs)
+        name = _name_of(fn)
+        work = (_wire.pack_call(fn, args, kwargs), name)
         bridge = current_bridge()
-        item = (_ThreadCall if bridge is None else _HubCall)(payload, _name_of(fn), bridge)
-        payload = None
+        item = (ThreadCall if bridge is None else HubCall)(work, bridge)
+        work = None
         self._put(item)
-        try:
-            item.wait(timeout)
-        except BaseException:
-            self._abandon(item)
-            raise
-        if not item.done:
-            state = "start" if self._abandon(item) else "finish"
-            killed = " (its worker process was killed)" if item.killed else ""
-            raise TimeoutError(f"{item.name} did not {state} within {timeout} seconds{killed}")
-        return item.outcome()
+        return item.settle(timeout, name, self._give_up)
 
-    def _abandon(self, item):
-        """The waiter gave up: cancel *item* if queued (True), else kill its
-        process if asked to."""
+    def _give_up(self, item):
+        """The waiter gave up: cancel *item* if queued, else kill its process
+        if asked to.  Returns what the call did not do in time."""
         if item.start():
-            return True
+            return "start"
         if self._kill_on_timeout and not item.done:
             with self._lock:
                 workers = list(self._workers)
-            item.killed = any(worker.kill_running(item) for worker in workers)
-        return False
+            if any(worker.kill_running(item) for worker in workers):
+                return "finish (its worker process was killed)"
+        return "finish"
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Schedule ``fn(*args, **kwargs)`` in a process; return a :class:`~offload.Future`.
@@ -339,7 +238,7 @@ class ProcessPool(futures.Executor):
             except BaseException as error:
                 future.set_exception(error)
             return future
-        self._put(_Task(future, _wire.pack_call(fn, args, kwargs), _name_of(fn)))
+        self._put(Task(future, (_wire.pack_call(fn, args, kwargs), _name_of(fn))))
         return future
 
     def map(

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import gevent
 from gevent._hub_local import get_hub_if_exists
-from greenlet import getcurrent
 
 from . import _native
-from ._bridge import HubWaiting, Semaphore, ThreadWaiting, current_bridge, locked
+from ._bridge import Semaphore, current_bridge
+from ._calls import HubCall, Task, ThreadCall
 from .future import Future
 
 __all__ = ["ThreadPool", "default_size"]
@@ -82,102 +82,6 @@ def check_timeout(timeout):
 def check_callable(fn):
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-
-
-class _Call:
-    """A call whose caller waits on the item itself (:meth:`ThreadPool.call`).
-
-    The concrete classes add the waiting: :class:`_HubCall` parks a greenlet,
-    :class:`_ThreadCall` blocks a thread.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, fn, args, kwargs, bridge):
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.context = contextvars.copy_context()
-        self.queued_at = monotonic()
-        # Whoever pops the token owns the call: a worker (to run it) or the
-        # caller (to cancel it).  list.pop is atomic, so exactly one wins.
-        self.claim = [True]
-        self.error = None
-        self.done = False
-        if bridge is None:
-            self.lock = locked()
-        else:
-            self.glet = getcurrent()
-            self.bridge = bridge
-            self.woken = False
-
-    def start(self):
-        try:
-            return self.claim.pop()
-        except IndexError:
-            return False
-
-    def finish(self, value, error):
-        self.value = value
-        self.error = error
-        self.done = True
-        self.wake()
-
-    def cancel(self):
-        """Cancel the call if no worker has taken it; True if cancelled."""
-        if self.start():
-            self.finish(None, futures.CancelledError())
-            return True
-        return False
-
-    def outcome(self):
-        error = self.error
-        if error is None:
-            return self.value
-        self.error = None
-        try:
-            raise error
-        finally:
-            error = None
-
-
-_CALL_SLOTS = ("fn", "args", "kwargs", "context", "queued_at", "claim", "value", "error", "done")
-
-
-class _HubCall(_Call, HubWaiting):
-    __slots__ = _CALL_SLOTS + ("glet", "bridge", "woken")
-
-
-class _ThreadCall(_Call, ThreadWaiting):
-    __slots__ = _CALL_SLOTS + ("lock",)
-
-
-class _Task:
-    """A call whose outcome goes to a :class:`Future` (:meth:`ThreadPool.submit`)."""
-
-    __slots__ = ("fn", "args", "kwargs", "context", "queued_at", "future")
-
-    def __init__(self, future, fn, args, kwargs):
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.context = contextvars.copy_context()
-        self.queued_at = monotonic()
-        self.future = future
-
-    def start(self):
-        return self.future.set_running_or_notify_cancel()
-
-    def finish(self, value, error):
-        self.fn = self.args = self.kwargs = self.context = None
-        if error is None:
-            self.future.set_result(value)
-        else:
-            self.future.set_exception(error)
-
-    def cancel(self):
-        self.future.cancel()
-        return not self.start()
 
 
 class _Counters:
@@ -261,18 +165,11 @@ class ThreadPool(futures.Executor):
         if _tls.queue is self._queue:
             return fn(*args, **kwargs)
         bridge = current_bridge()
-        item = (_ThreadCall if bridge is None else _HubCall)(fn, args, kwargs, bridge)
+        work = (fn, args, kwargs, contextvars.copy_context())
+        item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         self._put(item)
-        try:
-            item.wait(timeout)
-        except BaseException:
-            item.start()  # cancels it if still queued
-            raise
-        if not item.done:
-            # Still queued (cancel it) or still running (drop its result).
-            state = "start" if item.start() else "finish"
-            raise TimeoutError(f"{_name_of(fn)} did not {state} within {timeout} seconds")
-        return item.outcome()
+        # The name only matters for a timeout's message: skip the lookup otherwise.
+        return item.settle(timeout, _name_of(fn) if timeout is not None else None)
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
@@ -290,7 +187,7 @@ class ThreadPool(futures.Executor):
             except BaseException as error:
                 future.set_exception(error)
             return future
-        self._put(_Task(future, fn, args, kwargs))
+        self._put(Task(future, (fn, args, kwargs, contextvars.copy_context())))
         return future
 
     def map(
@@ -457,9 +354,10 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters):
             counters.active = 1
             started = monotonic()
             counters.wait_time += started - item.queued_at
+            fn, args, kwargs, context = item.work
             error = value = None
             try:
-                value = item.context.run(item.fn, *item.args, **item.kwargs)
+                value = context.run(fn, *args, **kwargs)
             except BaseException as exc:
                 # Drop this frame: the traceback starts at the user's code.
                 error = exc.with_traceback(exc.__traceback__.tb_next)
@@ -469,7 +367,7 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters):
             counters.run_time += monotonic() - started
             counters.active = 0
             item.finish(value, error)
-            item = value = error = None
+            item = fn = args = kwargs = value = error = None
             if len(idle) < max_idle:
                 idle.append(None)
             if monitored:

@@ -1,0 +1,133 @@
+"""A call on its way to a worker and back: the queue items of both pools.
+
+A pool puts an item on its queue; a worker takes it, claims it with
+:meth:`start`, runs its ``work`` and hands back the value or the error with
+:meth:`finish`.  What ``work`` holds is the pool's business (a function and
+its arguments for threads, a pickled payload for processes).  The caller
+waits either on the item itself (:class:`HubCall` / :class:`ThreadCall`, for
+``call``) or on a :class:`~offload.Future` (:class:`Task`, for ``submit``).
+
+Every item carries a claim token that exactly one party takes: the worker,
+to run it, or the caller, to cancel it -- so a call whose waiter gave up
+while it was still queued never runs.
+"""
+
+from concurrent import futures
+from time import monotonic
+
+from greenlet import getcurrent
+
+from ._bridge import HubWaiting, ThreadWaiting, locked
+
+
+class Call:
+    """A call whose caller waits on the item itself.
+
+    The concrete classes add the waiting: :class:`HubCall` parks a greenlet,
+    :class:`ThreadCall` blocks a thread.  Pick one with the caller's
+    :func:`~offload._bridge.current_bridge` (None: a thread).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, work, bridge):
+        self.work = work
+        self.queued_at = monotonic()
+        # list.pop is atomic: whoever pops the token owns the call.
+        self.claim = [True]
+        self.error = None
+        self.done = False
+        if bridge is None:
+            self.lock = locked()
+        else:
+            self.glet = getcurrent()
+            self.bridge = bridge
+            self.woken = False
+
+    def start(self):
+        """Claim the call; False if someone else already has."""
+        try:
+            return self.claim.pop()
+        except IndexError:
+            return False
+
+    def finish(self, value, error):
+        self.work = None
+        self.value = value
+        self.error = error
+        self.done = True
+        self.wake()
+
+    def cancel(self):
+        """Cancel the call if no worker has taken it; True if cancelled."""
+        if self.start():
+            self.finish(None, futures.CancelledError())
+            return True
+        return False
+
+    def give_up(self):
+        """The waiter stopped waiting: cancel the call if it is still queued.
+
+        Returns what the call did not do in time, for the error message.
+        """
+        return "start" if self.start() else "finish"
+
+    def settle(self, timeout, name, give_up=None):
+        """Wait here for the outcome: return the value or raise the error.
+
+        If the wait is interrupted (kill, ``gevent.Timeout``) or *timeout*
+        passes, *give_up* (default :meth:`give_up`) is called with the item,
+        and a timeout raises :exc:`TimeoutError` naming *name*.
+        """
+        give_up = give_up or Call.give_up
+        try:
+            self.wait(timeout)
+        except BaseException:
+            give_up(self)
+            raise
+        if not self.done:
+            raise TimeoutError(f"{name} did not {give_up(self)} within {timeout} seconds")
+        error = self.error
+        if error is None:
+            return self.value
+        self.error = None
+        try:
+            raise error
+        finally:
+            error = None
+
+
+_SLOTS = ("work", "queued_at", "claim", "value", "error", "done")
+
+
+class HubCall(Call, HubWaiting):
+    __slots__ = _SLOTS + ("glet", "bridge", "woken")
+
+
+class ThreadCall(Call, ThreadWaiting):
+    __slots__ = _SLOTS + ("lock",)
+
+
+class Task:
+    """A call whose outcome goes to a :class:`~offload.Future`."""
+
+    __slots__ = ("work", "queued_at", "future")
+
+    def __init__(self, future, work):
+        self.work = work
+        self.queued_at = monotonic()
+        self.future = future
+
+    def start(self):
+        return self.future.set_running_or_notify_cancel()
+
+    def finish(self, value, error):
+        self.work = None
+        if error is None:
+            self.future.set_result(value)
+        else:
+            self.future.set_exception(error)
+
+    def cancel(self):
+        self.future.cancel()
+        return not self.start()
