@@ -213,11 +213,15 @@ class ThreadPool(futures.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         if self._slots is not None:
             self._slots.acquire()
+        # Check and put under the lock that shutdown() holds while it queues
+        # the workers' stop markers: no call may land behind them.
+        with self._lock:
             if self._is_shutdown:
-                self._slots.release()
+                if self._slots is not None:
+                    self._slots.release()
                 raise RuntimeError("cannot schedule new futures after shutdown")
-        self._submitted += 1
-        self._queue.put(item)
+            self._submitted += 1
+            self._queue.put(item)
         idle = self._idle
         if idle:
             try:

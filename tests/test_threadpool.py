@@ -450,3 +450,39 @@ def test_huge_timeout_in_a_plain_thread_is_accepted(pool):
     t.start()
     t.join(5)
     assert box == [1]
+
+
+def test_shutdown_while_a_submitter_waits_for_queue_space_strands_nothing():
+    # A plain thread waits in submit() for queue space while another thread
+    # shuts the pool down: the call must be refused, not queued behind the
+    # workers' stop markers where nobody would ever run it.
+    pool = ThreadPool(1, max_queue=1)
+    release = _native.allocate_lock()
+    release.acquire()
+    pool.submit(release.acquire)  # occupies the worker
+    pool.submit(int)  # fills the queue
+    outcome = []
+
+    def submitter():
+        try:
+            outcome.append(pool.submit(int))
+        except RuntimeError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=submitter)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not pool._slots._waiters and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert pool._slots._waiters, "the submitter never waited for space"
+    stopper = threading.Thread(target=pool.shutdown)  # queues the stop marker, then waits
+    stopper.start()
+    deadline = time.monotonic() + 5
+    while not pool._is_shutdown and time.monotonic() < deadline:
+        time.sleep(0.001)
+    release.release()  # the worker finishes; queue space opens for the submitter
+    t.join(5)
+    stopper.join(5)
+    assert not stopper.is_alive() and not t.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], RuntimeError) or outcome[0].done()
