@@ -213,15 +213,19 @@ class ThreadPool(futures.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         if self._slots is not None:
             self._slots.acquire()
-        # Check and put under the lock that shutdown() holds while it queues
-        # the workers' stop markers: no call may land behind them.
-        with self._lock:
             if self._is_shutdown:
-                if self._slots is not None:
-                    self._slots.release()
+                self._slots.release()
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            self._submitted += 1
-            self._queue.put(item)
+        self._submitted += 1
+        self._queue.put(item)
+        if self._is_shutdown:
+            # shutdown() ran since the check above, and may have queued the
+            # workers' stop markers ahead of this call.  The last worker to
+            # stop cancels whatever is left; if none is left, do it here.
+            # (No lock on this path: it is every call's.)
+            if not self._workers:
+                self._cancel_queued()
+            return
         idle = self._idle
         if idle:
             try:
@@ -260,7 +264,27 @@ class ThreadPool(futures.Executor):
             self._retired.add(counters)
             last = not self._workers and self._is_shutdown
         if last:
+            self._cancel_queued()  # anything queued behind the stop markers
             self._stopped.set_result(None)
+
+    def _cancel_queued(self):
+        """Cancel every call still in the queue; drop leftover stop markers."""
+        items = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except _native.Empty:
+                break
+            if item is not None:
+                items.append(item)
+        cancelled = 0
+        for item in items:
+            if self._slots is not None:
+                self._slots.release()
+            cancelled += item.cancel()
+        with self._lock:
+            self._retired.taken += len(items)
+            self._retired.cancelled += cancelled
 
     # -- lifecycle --------------------------------------------------------
 
@@ -270,28 +294,14 @@ class ThreadPool(futures.Executor):
         :param wait: wait (cooperatively, in a greenlet) for the workers to exit.
         :param cancel_futures: cancel the calls that no worker has taken yet.
         """
-        drained = []
         with self._lock:
-            self._is_shutdown = True
-            if cancel_futures:
-                while True:
-                    try:
-                        item = self._queue.get_nowait()
-                    except _native.Empty:
-                        break
-                    if item is not None:
-                        drained.append(item)
-            for _ in self._workers:
-                self._queue.put(None)
-            running = bool(self._workers)
-            self._retired.taken += len(drained)
-        for item in drained:
-            if self._slots is not None:
-                self._slots.release()
-            if item.cancel():
-                with self._lock:
-                    self._retired.cancelled += 1
-        if wait and running and _tls.queue is not self._queue:
+            self._is_shutdown = True  # from here on no worker is started
+            workers = len(self._workers)
+        if cancel_futures:
+            self._cancel_queued()
+        for _ in range(workers):
+            self._queue.put(None)
+        if wait and workers and _tls.queue is not self._queue:
             self._stopped.result()
 
     def _after_fork(self):

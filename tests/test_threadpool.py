@@ -486,3 +486,41 @@ def test_shutdown_while_a_submitter_waits_for_queue_space_strands_nothing():
     assert not stopper.is_alive() and not t.is_alive()
     assert len(outcome) == 1
     assert isinstance(outcome[0], RuntimeError) or outcome[0].done()
+
+
+class _ShutdownBeforeNextPut:
+    """A queue that runs pool.shutdown() just before the next call is put:
+    the interleaving where a submitter passed the shutdown check and the
+    stop markers land ahead of its call."""
+
+    def __init__(self, pool):
+        self.pool, self.real, self.armed = pool, pool._queue, False
+
+    def put(self, item):
+        if self.armed and item is not None:
+            self.armed = False
+            self.pool.shutdown(wait=False)
+        self.real.put(item)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("busy_worker", [True, False])
+def test_a_call_queued_behind_the_stop_markers_is_cancelled_not_stranded(busy_worker):
+    pool = ThreadPool(1)
+    release = _native.allocate_lock()
+    release.acquire()
+    if busy_worker:
+        running = pool.submit(release.acquire)  # the worker stays alive, busy
+    queue = pool._queue = _ShutdownBeforeNextPut(pool)
+    queue.armed = True
+    late = pool.submit(int)  # passes the check; shutdown() runs; then it is queued
+    release.release()
+    deadline = time.monotonic() + 5
+    while not late.done() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert late.cancelled(), "a call queued behind the stop markers was left to wait forever"
+    if busy_worker:
+        assert running.result(timeout=5) is True
+    assert pool.stats()["cancelled"] == 1
