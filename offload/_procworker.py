@@ -14,7 +14,7 @@ from time import monotonic
 from gevent.monkey import get_original
 
 from . import _native, _wire
-from .threadpool import _Counters as Counters
+from ._poolbase import Counters
 
 _poll = get_original("select", "poll")
 _waitpid = get_original("os", "waitpid")

@@ -19,7 +19,7 @@ import traceback
 from itertools import islice
 from types import FunctionType
 
-from .threadpool import _name_of
+from ._poolbase import name_of
 
 HEADER = struct.Struct("!Q")
 STOP = HEADER.pack(0)
@@ -95,7 +95,7 @@ def pack_call(fn, args, kwargs):
         body = dumps((fn, args, kwargs))
     except Exception as exc:
         raise pickle.PicklingError(
-            f"cannot send {_name_of(fn)} and its arguments to a worker process: {exc} "
+            f"cannot send {name_of(fn)} and its arguments to a worker process: {exc} "
             "(functions must be importable by name, arguments and results picklable)"
         ) from exc
     return HEADER.pack(len(body)) + body
@@ -167,7 +167,7 @@ def _answer(data):
     try:
         return bytes((_VALUE,)) + dumps(value)
     except Exception as exc:
-        text = f"cannot send the result of {_name_of(fn)} back from the worker process: {exc}"
+        text = f"cannot send the result of {name_of(fn)} back from the worker process: {exc}"
         return bytes((_UNSENDABLE,)) + pickle.dumps(text, _PROTOCOL)
 
 

@@ -4,8 +4,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
+from ._poolbase import check_callable, check_timeout
 from .executor import PoolArg, check_pool, resolve_pool
-from .threadpool import check_callable, check_timeout
 
 __all__ = ["offload"]
 

@@ -12,8 +12,9 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 from . import _native
+from ._poolbase import check_callable, name_of
 from .future import Future
-from .threadpool import ThreadPool, _name_of, check_callable
+from .threadpool import ThreadPool
 
 __all__ = ["get_default_pool", "call", "submit", "wrap_executor", "PoolArg"]
 
@@ -172,7 +173,7 @@ class _ExecutorFacade(futures.Executor):
             if future.done():
                 raise
             state = "start" if future.cancel() else "finish"
-            raise TimeoutError(f"{_name_of(fn)} did not {state} within {timeout} seconds") from None
+            raise TimeoutError(f"{name_of(fn)} did not {state} within {timeout} seconds") from None
         except BaseException:
             future.cancel()  # a kill or gevent.Timeout: withdraw the call if it can be
             raise

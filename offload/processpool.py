@@ -29,7 +29,6 @@ import os
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent import futures
 from functools import partial
 from itertools import chain
 from typing import Any
@@ -37,10 +36,10 @@ from typing import Any
 from . import _native, _wire
 from ._bridge import current_bridge, locked
 from ._calls import HubCall, Task, ThreadCall
-from ._procworker import Counters, Worker, WorkerCrashed
+from ._poolbase import Counters, PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
+from ._procworker import Worker, WorkerCrashed
 from ._wire import RemoteTraceback
 from .future import Future
-from .threadpool import _check_count, _name_of, check_callable, check_timeout
 
 __all__ = [
     "ProcessPool",
@@ -100,7 +99,7 @@ def _context_for(mp_context):
     return mp_context
 
 
-class ProcessPool(futures.Executor):
+class ProcessPool(PoolBase):
     """A :class:`concurrent.futures.Executor` of worker processes for gevent.
 
     :param max_workers: the most processes it runs at once; ``None`` means
@@ -141,9 +140,9 @@ class ProcessPool(futures.Executor):
     ):
         if max_workers is None:
             max_workers = default_process_count()
-        _check_count("max_workers", max_workers, 1)
+        check_count("max_workers", max_workers, 1)
         if max_tasks_per_child is not None:
-            _check_count("max_tasks_per_child", max_tasks_per_child, 1)
+            check_count("max_tasks_per_child", max_tasks_per_child, 1)
         if initializer is not None:
             if not callable(initializer):
                 raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
@@ -179,10 +178,6 @@ class ProcessPool(futures.Executor):
         self._submitted = 0
         self._stopped = Future()
 
-    @property
-    def max_workers(self) -> int:
-        return self._max_workers
-
     # -- submitting -------------------------------------------------------
 
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -204,7 +199,7 @@ class ProcessPool(futures.Executor):
         check_callable(fn)
         if _wire.in_worker:
             return fn(*args, **kwargs)
-        name = _name_of(fn)
+        name = name_of(fn)
         work = (_wire.pack_call(fn, args, kwargs), name)
         bridge = current_bridge()
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
@@ -230,15 +225,10 @@ class ProcessPool(futures.Executor):
         Pickling errors raise here, at once, as in :meth:`call`.
         """
         check_callable(fn)
-        future: Future[Any] = Future()
         if _wire.in_worker:
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as error:
-                future.set_exception(error)
-            return future
-        self._put(Task(future, (_wire.pack_call(fn, args, kwargs), _name_of(fn))))
+            return run_inline(fn, args, kwargs)
+        future: Future[Any] = Future()
+        self._put(Task(future, (_wire.pack_call(fn, args, kwargs), name_of(fn))))
         return future
 
     def map(
@@ -261,7 +251,7 @@ class ProcessPool(futures.Executor):
         """
         check_callable(fn)
         check_timeout(timeout)
-        _check_count("chunksize", chunksize, 1)
+        check_count("chunksize", chunksize, 1)
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout)
         chunks = _wire.chunks(iterables, chunksize)
@@ -276,15 +266,7 @@ class ProcessPool(futures.Executor):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._submitted += 1
             self._queue.put(item)
-        idle = self._idle
-        if idle:
-            try:
-                idle.pop()  # a worker that finished a call will take this one
-                return
-            except IndexError:
-                pass
-        if len(self._workers) < self._max_workers:
-            self._spawn()
+        self._wake_or_spawn()
 
     # -- workers ----------------------------------------------------------
 
@@ -380,49 +362,14 @@ class ProcessPool(futures.Executor):
                         pass
         self._reset()
 
-    def stats(self) -> dict:
-        """A snapshot of what the pool has done, with :meth:`ThreadPool.stats`'s keys.
-
-        ``workers`` processes alive, ``active`` running a call now, ``queued``
-        waiting for a process, and totals since creation: ``submitted``,
-        ``completed``, ``failed`` (raised, or their process crashed),
-        ``cancelled`` (never ran); ``wait_time``/``run_time`` are the seconds
-        calls spent queued/running (the round trip to the process included),
-        with their means per call in ``mean_wait``/``mean_run``.
-        """
-        with self._lock:
-            total = Counters()
-            total.add(self._retired)
-            for worker in self._workers:
-                total.add(worker.counters)
-            workers = sum(1 for worker in self._workers if worker.proc is not None)
-        ran = total.completed + total.failed
-        return {
-            "name": self.name,
-            "max_workers": self._max_workers,
-            "workers": workers,
-            "active": total.active,
-            "queued": max(self._submitted - total.taken, 0),
-            "submitted": self._submitted,
-            "completed": total.completed,
-            "failed": total.failed,
-            "cancelled": total.cancelled,
-            "wait_time": total.wait_time,
-            "run_time": total.run_time,
-            "mean_wait": total.wait_time / ran if ran else 0.0,
-            "mean_run": total.run_time / ran if ran else 0.0,
-        }
+    def _live_counters(self):
+        alive = sum(1 for worker in self._workers if worker.proc is not None)
+        return [worker.counters for worker in self._workers], alive
 
     def pids(self) -> list:
         """The process ids of the worker processes alive now."""
         with self._lock:
             return [worker.pid for worker in self._workers if worker.proc is not None]
-
-    def __repr__(self):
-        return (
-            f"<{type(self).__name__} {self.name!r} workers={len(self._workers)}"
-            f"/{self._max_workers}{' shut down' if self._is_shutdown else ''}>"
-        )
 
 
 _default_pool = None

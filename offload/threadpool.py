@@ -13,7 +13,6 @@ import os
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent import futures
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from gevent._hub_local import get_hub_if_exists
 from . import _native
 from ._bridge import Semaphore, current_bridge
 from ._calls import HubCall, Task, ThreadCall
+from ._poolbase import Counters, PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
 from .future import Future
 
 __all__ = ["ThreadPool", "default_size"]
@@ -62,43 +62,7 @@ def in_worker() -> bool:
     return _tls.queue is not None
 
 
-def _check_count(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-
-
-def check_timeout(timeout):
-    """Raise TypeError/ValueError unless *timeout* is None or seconds >= 0."""
-    if timeout is None:
-        return
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0, not {timeout}")
-
-
-def check_callable(fn):
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-
-
-class _Counters:
-    """What one worker thread has done; only that thread writes to it."""
-
-    __slots__ = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
-
-    def __init__(self):
-        self.taken = self.completed = self.failed = self.cancelled = self.active = 0
-        self.wait_time = self.run_time = 0.0
-
-    def add(self, other):
-        for name in self.__slots__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-class ThreadPool(futures.Executor):
+class ThreadPool(PoolBase):
     """A :class:`concurrent.futures.Executor` of real OS threads for gevent.
 
     :param max_workers: the most threads it runs at once; ``None`` means
@@ -119,8 +83,8 @@ class ThreadPool(futures.Executor):
     ) -> None:
         if max_workers is None:
             max_workers = default_size()
-        _check_count("max_workers", max_workers, 1)
-        _check_count("max_queue", max_queue, 0)
+        check_count("max_workers", max_workers, 1)
+        check_count("max_queue", max_queue, 0)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
         self._max_workers = max_workers
@@ -137,13 +101,9 @@ class ThreadPool(futures.Executor):
         self._slots = Semaphore(self._max_queue) if self._max_queue else None
         self._idle = deque()
         self._workers = []
-        self._retired = _Counters()
+        self._retired = Counters()
         self._submitted = 0
         self._stopped = Future()
-
-    @property
-    def max_workers(self) -> int:
-        return self._max_workers
 
     # -- submitting -------------------------------------------------------
 
@@ -169,7 +129,7 @@ class ThreadPool(futures.Executor):
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         self._put(item)
         # The name only matters for a timeout's message: skip the lookup otherwise.
-        return item.settle(timeout, _name_of(fn) if timeout is not None else None)
+        return item.settle(timeout, name_of(fn) if timeout is not None else None)
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
@@ -179,14 +139,9 @@ class ThreadPool(futures.Executor):
         (cooperatively in a greenlet) until a worker takes a call.
         """
         check_callable(fn)
-        future: Future[_T] = Future()
         if _tls.queue is self._queue:
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as error:
-                future.set_exception(error)
-            return future
+            return run_inline(fn, args, kwargs)
+        future: Future[_T] = Future()
         self._put(Task(future, (fn, args, kwargs, contextvars.copy_context())))
         return future
 
@@ -226,15 +181,7 @@ class ThreadPool(futures.Executor):
             if not self._workers:
                 self._cancel_queued()
             return
-        idle = self._idle
-        if idle:
-            try:
-                idle.pop()  # a worker that finished a call will take this one
-                return
-            except IndexError:
-                pass
-        if len(self._workers) < self._max_workers:
-            self._spawn()
+        self._wake_or_spawn()
 
     # -- workers ----------------------------------------------------------
 
@@ -242,7 +189,7 @@ class ThreadPool(futures.Executor):
         with self._lock:
             if len(self._workers) >= self._max_workers or self._is_shutdown:
                 return
-            counters = _Counters()
+            counters = Counters()
             self._workers.append(counters)
         queue = self._queue
         # The worker holds the pool only weakly, as the standard library's
@@ -310,43 +257,8 @@ class ThreadPool(futures.Executor):
         # parent's to run.
         self._reset()
 
-    def stats(self) -> dict[str, Any]:
-        """A snapshot of what the pool has done, as a dict of numbers.
-
-        ``workers`` threads alive, ``active`` running a call now, ``queued``
-        waiting for a thread, and totals since creation: ``submitted``,
-        ``completed``, ``failed`` (raised), ``cancelled`` (never ran);
-        ``wait_time``/``run_time`` are the seconds calls spent queued/running,
-        with their means per call in ``mean_wait``/``mean_run``.
-        """
-        with self._lock:
-            total = _Counters()
-            total.add(self._retired)
-            for counters in self._workers:
-                total.add(counters)
-            workers = len(self._workers)
-        ran = total.completed + total.failed
-        return {
-            "name": self.name,
-            "max_workers": self._max_workers,
-            "workers": workers,
-            "active": total.active,
-            "queued": max(self._submitted - total.taken, 0),
-            "submitted": self._submitted,
-            "completed": total.completed,
-            "failed": total.failed,
-            "cancelled": total.cancelled,
-            "wait_time": total.wait_time,
-            "run_time": total.run_time,
-            "mean_wait": total.wait_time / ran if ran else 0.0,
-            "mean_run": total.run_time / ran if ran else 0.0,
-        }
-
-    def __repr__(self):
-        return (
-            f"<{type(self).__name__} {self.name!r} workers={len(self._workers)}"
-            f"/{self._max_workers}{' shut down' if self._is_shutdown else ''}>"
-        )
+    def _live_counters(self):
+        return self._workers, len(self._workers)
 
 
 def _work(pool_ref, queue, idle, slots, max_idle, counters):
@@ -398,10 +310,6 @@ def _unmonitor():
     hub = get_hub_if_exists()
     if hub is not None and hub.periodic_monitoring_thread is not None:
         hub.periodic_monitoring_thread.ignore_current_greenlet_blocking()
-
-
-def _name_of(fn):
-    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _after_fork_in_child():

@@ -1,0 +1,153 @@
+"""What offload's pools share: argument checks, worker counters, stats.
+
+:class:`~offload.ThreadPool` and :class:`~offload.ProcessPool` differ in what
+a worker is (a thread, or a thread looking after a child process).  How they
+check their arguments, count what their workers did, report it, and answer a
+``submit`` made by one of their own workers is the same, and lives here.
+"""
+
+import abc
+from concurrent import futures
+from typing import Any
+
+from .future import Future
+
+
+def check_count(name, value, minimum):
+    """Raise TypeError/ValueError unless *value* is an int >= *minimum*."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+
+
+def check_timeout(timeout):
+    """Raise TypeError/ValueError unless *timeout* is None or seconds >= 0."""
+    if timeout is None:
+        return
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0, not {timeout}")
+
+
+def check_callable(fn):
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+
+
+def name_of(fn):
+    """How error messages name a call's function."""
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def run_inline(fn, args, kwargs):
+    """Run ``fn(*args, **kwargs)`` here; return a finished :class:`Future`.
+
+    What ``submit`` does when called by one of the pool's own workers, so that
+    a pool of one cannot deadlock on itself.
+    """
+    future: Future[Any] = Future()
+    future.set_running_or_notify_cancel()
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as error:
+        future.set_exception(error)
+    return future
+
+
+class Counters:
+    """What one worker has done; only that worker writes to it."""
+
+    __slots__ = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
+
+    def __init__(self):
+        self.taken = self.completed = self.failed = self.cancelled = self.active = 0
+        self.wait_time = self.run_time = 0.0
+
+    def add(self, other):
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class PoolBase(futures.Executor):
+    """The parts of a pool that do not depend on what its workers are.
+
+    A subclass sets ``name``, ``_max_workers``, ``_is_shutdown``, ``_lock``,
+    ``_submitted``, ``_retired`` (the :class:`Counters` of workers that
+    stopped), ``_workers`` and ``_idle``, and defines :meth:`_live_counters`
+    and ``_spawn()``.
+    """
+
+    name: str
+    _max_workers: int
+    _is_shutdown: bool
+    _lock: Any
+    _submitted: int
+    _retired: Counters
+    _workers: list
+    _idle: Any
+
+    @abc.abstractmethod
+    def _live_counters(self) -> tuple[list[Counters], int]:
+        """The Counters of the live workers, and how many are alive (under ``_lock``)."""
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    def _wake_or_spawn(self):
+        """After a put: leave the call to a worker, starting one if none is free.
+
+        ``_idle`` holds one token per call a worker finished; a token means a
+        worker is (about to be) back on the queue, so no new one is needed.
+        """
+        idle = self._idle
+        if idle:
+            try:
+                idle.pop()
+                return
+            except IndexError:
+                pass
+        if len(self._workers) < self._max_workers:
+            self._spawn()
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of what the pool has done, as a dict of numbers.
+
+        ``workers`` alive (threads, or worker processes), ``active`` running a
+        call now, ``queued`` waiting for a worker, and totals since creation:
+        ``submitted``, ``completed``, ``failed`` (raised, or their process
+        crashed), ``cancelled`` (never ran); ``wait_time``/``run_time`` are the
+        seconds calls spent queued/running (for processes, the round trip to
+        the child included), with their means per call in
+        ``mean_wait``/``mean_run``.
+        """
+        with self._lock:
+            total = Counters()
+            total.add(self._retired)
+            live, workers = self._live_counters()
+            for counters in live:
+                total.add(counters)
+        ran = total.completed + total.failed
+        return {
+            "name": self.name,
+            "max_workers": self._max_workers,
+            "workers": workers,
+            "active": total.active,
+            "queued": max(self._submitted - total.taken, 0),
+            "submitted": self._submitted,
+            "completed": total.completed,
+            "failed": total.failed,
+            "cancelled": total.cancelled,
+            "wait_time": total.wait_time,
+            "run_time": total.run_time,
+            "mean_wait": total.wait_time / ran if ran else 0.0,
+            "mean_run": total.run_time / ran if ran else 0.0,
+        }
+
+    def __repr__(self):
+        return (
+            f"<{type(self).__name__} {self.name!r} workers={len(self._workers)}"
+            f"/{self._max_workers}{' shut down' if self._is_shutdown else ''}>"
+        )
