@@ -7,9 +7,11 @@ check their arguments, count what their workers did, report it, and answer a
 """
 
 import abc
+from collections import deque
 from concurrent import futures
 from typing import Any
 
+from . import _native
 from .future import Future
 
 
@@ -75,8 +77,8 @@ class PoolBase(futures.Executor):
 
     A subclass sets ``name``, ``_max_workers``, ``_is_shutdown``, ``_lock``,
     ``_submitted``, ``_retired`` (the :class:`Counters` of workers that
-    stopped), ``_workers`` and ``_idle``, and defines :meth:`_live_counters`
-    and ``_spawn()``.
+    stopped), ``_workers`` and ``_idle`` -- :meth:`_reset` makes the last
+    five -- and defines :meth:`_live_counters` and ``_spawn()``.
     """
 
     name: str
@@ -91,6 +93,17 @@ class PoolBase(futures.Executor):
     @abc.abstractmethod
     def _live_counters(self) -> tuple[list[Counters], int]:
         """The Counters of the live workers, and how many are alive (under ``_lock``)."""
+
+    def _reset(self):
+        """Start from nothing: on creation, and in the child after a fork
+        (where the workers, and any lock they held, are gone)."""
+        self._lock = _native.allocate_lock()
+        self._queue = _native.SimpleQueue()
+        self._idle = deque()
+        self._workers = []
+        self._retired = Counters()
+        self._submitted = 0
+        self._stopped = Future()
 
     @property
     def max_workers(self) -> int:

@@ -27,7 +27,6 @@ What crosses the pipe, and the loop a child runs, are in
 import atexit
 import os
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import chain
@@ -36,7 +35,7 @@ from typing import Any
 from . import _native, _wire
 from ._bridge import current_bridge, locked
 from ._calls import HubCall, Task, ThreadCall
-from ._poolbase import Counters, PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
+from ._poolbase import PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
 from ._procworker import Worker, WorkerCrashed
 from ._wire import RemoteTraceback
 from .future import Future
@@ -167,16 +166,6 @@ class ProcessPool(PoolBase):
         self._reset()
         _pools.add(self)
         _register_atexit()
-
-    def _reset(self):
-        """Start from nothing: on creation, and in the child after a fork."""
-        self._lock = _native.allocate_lock()
-        self._queue = _native.SimpleQueue()
-        self._idle = deque()
-        self._workers = []
-        self._retired = Counters()
-        self._submitted = 0
-        self._stopped = Future()
 
     # -- submitting -------------------------------------------------------
 

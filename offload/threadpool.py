@@ -11,7 +11,6 @@ raw threads that never keep the interpreter from exiting.
 import contextvars
 import os
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from time import monotonic
 from typing import Any, TypeVar
@@ -95,15 +94,8 @@ class ThreadPool(PoolBase):
         _pools.add(self)
 
     def _reset(self):
-        """Start from nothing: on creation, and in the child after a fork."""
-        self._lock = _native.allocate_lock()
-        self._queue = _native.SimpleQueue()
+        super()._reset()
         self._slots = Semaphore(self._max_queue) if self._max_queue else None
-        self._idle = deque()
-        self._workers = []
-        self._retired = Counters()
-        self._submitted = 0
-        self._stopped = Future()
 
     # -- submitting -------------------------------------------------------
 
