@@ -16,13 +16,9 @@ Prints one Markdown section.
 
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -103,30 +99,22 @@ print(json.dumps(out))
 
 
 def start_server():
-    """Return (uri, process or None, scratch directory or None)."""
+    """Return (uri, the nx-27017 server we started or None).
+
+    The server is the one the tests use (tests/mongo_server.py), unless
+    OFFLOAD_BENCH_MONGODB_URI names another.
+    """
     uri = os.environ.get("OFFLOAD_BENCH_MONGODB_URI")
     if uri:
-        return uri, None, None
-    script = os.path.join(os.path.dirname(sys.executable), "nx-27017")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    scratch = tempfile.mkdtemp(prefix="offload-bench-")
-    files = ["--log-file", os.path.join(scratch, "nx.log"), "--pid-file", os.path.join(scratch, "nx.pid")]
-    proc = subprocess.Popen(
-        [script, "--db", "memory", "--host", "127.0.0.1", "-p", str(port), *files],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return f"mongodb://127.0.0.1:{port}/?directConnection=true", proc, scratch
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("nx-27017 did not start")
+        return uri, None
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from mongo_server import NX27017
+
+    server = NX27017()
+    problem = server.start()
+    if problem:
+        raise RuntimeError(problem)
+    return server.uri, server
 
 
 def load(uri):
@@ -161,7 +149,7 @@ def verdict(ok):
 
 
 def main():
-    uri, server, scratch = start_server()
+    uri, server = start_server()
     try:
         load(uri)
         # Round-robin, the order rotating each round, so that a server that
@@ -174,14 +162,7 @@ def main():
                     results[v][scenario].extend(runs)
     finally:
         if server is not None:
-            server.terminate()  # nx-27017 sometimes ignores SIGTERM: then kill it
-            try:
-                server.wait(5)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            server.stop()
 
     def summary(variant, scenario, ops):
         runs = results[variant][scenario]
