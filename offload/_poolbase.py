@@ -59,16 +59,20 @@ def run_inline(fn, args, kwargs):
 
 
 class Counters:
-    """What one worker has done; only that worker writes to it."""
+    """What one worker has done; only that worker writes to it.
 
-    __slots__ = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
+    ``active`` is 1 while it runs a call, which it started at ``since``.
+    """
+
+    _TOTALS = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
+    __slots__ = _TOTALS + ("since",)
 
     def __init__(self):
         self.taken = self.completed = self.failed = self.cancelled = self.active = 0
-        self.wait_time = self.run_time = 0.0
+        self.wait_time = self.run_time = self.since = 0.0
 
     def add(self, other):
-        for name in self.__slots__:
+        for name in self._TOTALS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

@@ -21,6 +21,7 @@ from gevent._hub_local import get_hub_if_exists
 from . import _native
 from ._bridge import Semaphore, current_bridge
 from ._calls import HubCall, Task, ThreadCall
+from ._pace import Pace
 from ._poolbase import Counters, PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
 from .future import Future
 
@@ -29,6 +30,7 @@ __all__ = ["ThreadPool", "default_size"]
 _T = TypeVar("_T")
 
 _DEFAULT_SIZE = 10
+_ADAPTIVE_FLOOR = 4  # threads an adaptive pool starts on demand
 
 
 class _WorkerLocal(_native.local):
@@ -70,6 +72,9 @@ class ThreadPool(PoolBase):
     :param max_queue: the most calls that may wait for a thread; a full queue
         makes :meth:`submit` wait (cooperatively in a greenlet).  0 means
         unbounded.
+    :param adaptive: start threads beyond the first four only while calls do
+        not slow down as threads are added (see :ref:`adaptive`).  Without
+        it, a call that finds no idle thread starts one, up to *max_workers*.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
     the calling greenlet; in a plain thread it blocks that thread.  A call
@@ -78,7 +83,12 @@ class ThreadPool(PoolBase):
     """
 
     def __init__(
-        self, max_workers: int | None = None, *, name: str | None = None, max_queue: int = 0
+        self,
+        max_workers: int | None = None,
+        *,
+        name: str | None = None,
+        max_queue: int = 0,
+        adaptive: bool = False,
     ) -> None:
         if max_workers is None:
             max_workers = default_size()
@@ -86,8 +96,11 @@ class ThreadPool(PoolBase):
         check_count("max_queue", max_queue, 0)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        if not isinstance(adaptive, bool):
+            raise TypeError(f"adaptive must be a bool, not {type(adaptive).__name__}")
         self._max_workers = max_workers
         self._max_queue = max_queue
+        self._pace = Pace(min(_ADAPTIVE_FLOOR, max_workers)) if adaptive else None
         self.name = name or f"ThreadPool-{id(self):x}"
         self._is_shutdown = False
         self._reset()
@@ -173,7 +186,22 @@ class ThreadPool(PoolBase):
             if not self._workers:
                 self._cancel_queued()
             return
-        self._wake_or_spawn()
+        if self._pace is None:
+            self._wake_or_spawn()
+        else:
+            self._pace_workers()
+
+    def _pace_workers(self):
+        """After a put to an adaptive pool: start the threads its pace asks for."""
+        try:
+            self._idle.pop()
+            coming = 1  # a worker is on its way back to the queue
+        except IndexError:
+            coming = 0
+        backlog = self._queue.qsize() - coming
+        if backlog > 0:
+            for _ in range(self._pace.starts(self._workers, backlog)):
+                self._spawn()
 
     # -- workers ----------------------------------------------------------
 
@@ -190,7 +218,7 @@ class ThreadPool(PoolBase):
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))
         try:
             _native.start_new_thread(
-                _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters)
+                _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace)
             )
         except BaseException:
             with self._lock:
@@ -253,7 +281,7 @@ class ThreadPool(PoolBase):
         return self._workers, len(self._workers)
 
 
-def _work(pool_ref, queue, idle, slots, max_idle, counters):
+def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
     """The loop of one worker thread: take a call, run it, wake its caller."""
     _tls.queue = queue
     get = queue.get
@@ -269,8 +297,8 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters):
             if not item.start():
                 counters.cancelled += 1
                 continue
+            started = counters.since = monotonic()
             counters.active = 1
-            started = monotonic()
             counters.wait_time += started - item.queued_at
             fn, args, kwargs, context = item.work
             error = value = None
@@ -282,9 +310,13 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters):
                 counters.failed += 1
             else:
                 counters.completed += 1
-            counters.run_time += monotonic() - started
+            ended = monotonic()
+            run = ended - started
+            counters.run_time += run
             counters.active = 0
             item.finish(value, error)
+            if pace is not None:
+                pace.finished(fn, run, ended)
             item = fn = args = kwargs = value = error = None
             if len(idle) < max_idle:
                 idle.append(None)

@@ -1,0 +1,89 @@
+"""How many threads an adaptive :class:`~offload.ThreadPool` starts.
+
+A pool that starts a thread for every call that finds no idle one ends up
+with as many threads as callers.  Where calls wait on a remote server, that
+is what they need: more calls in flight, more throughput.  Where they wait
+on something saturated -- the GIL, or a server already at full load -- the
+extra threads add nothing but wake-ups and GIL hand-offs, and the hub pays
+for them in lag.  Run times tell the two apart: in the first case a call
+takes as long with more threads as with few; in the second it takes longer
+as threads are added.  The pace is the client-side cousin of TCP Vegas:
+
+* up to ``floor`` threads start on demand;
+* beyond it, a call earns one more thread if both its run time and its
+  function's smoothed run time are within twice that function's fastest
+  recent run; the thread starts
+  when a call is queued with no worker on its way to it -- growth at the rate
+  calls complete, for as long as they do not slow down;
+* a thread busy with one call for longer than :data:`STUCK` seconds (a
+  change-stream poll, a long aggregation) does not count towards the floor,
+  so long calls never leave short ones with no thread to run on.
+"""
+
+from time import monotonic
+
+#: A call running longer than this (seconds) leaves its thread out of the floor.
+STUCK = 0.05
+
+# A function's fastest run is the fastest of the last one or two windows of
+# this many seconds, so that a server that became slower for good (a
+# fail-over, a farther replica) is the new normal within a minute.
+_WINDOW = 30.0
+
+# The weight of each run in a function's smoothed run time.
+_SMOOTHING = 1 / 8
+
+# Distinct functions remembered; beyond it the memory starts afresh (callers
+# that make a new closure or partial per call would otherwise fill it).
+_MAX_KINDS = 256
+
+
+def _kind(fn):
+    """What makes two calls comparable: their code, not their closure."""
+    fn = getattr(fn, "__func__", fn)
+    return getattr(fn, "__code__", fn)
+
+
+class Pace:
+    """The growth state of one adaptive pool, written by its workers and read
+    when a call is queued.  Races between threads only blur a heuristic, so
+    there is no lock."""
+
+    __slots__ = ("floor", "kinds", "credit")
+
+    def __init__(self, floor):
+        self.floor = floor
+        # kind of call -> [window start, fastest run in that window, fastest
+        # in the window before, smoothed recent run time]
+        self.kinds = {}
+        self.credit = False  # a call finished unslowed since the last start
+
+    def finished(self, fn, run, now):
+        """A worker ran ``fn`` for *run* seconds, ending at *now*."""
+        kinds = self.kinds
+        kind = _kind(fn)
+        k = kinds.get(kind)
+        if k is None:
+            if len(kinds) >= _MAX_KINDS:
+                kinds.clear()
+            k = kinds[kind] = [now, run, run, run]
+        else:
+            if now - k[0] > _WINDOW:
+                k[0:3] = [now, run, k[1]]
+            elif run < k[1]:
+                k[1] = run
+            k[3] += (run - k[3]) * _SMOOTHING
+        limit = 2 * min(k[1], k[2])
+        if run < limit and k[3] < limit:
+            self.credit = True
+
+    def starts(self, workers, backlog):
+        """How many threads to start for *backlog* queued calls that no
+        worker is on its way to, given the live workers' Counters."""
+        now = monotonic()
+        running = sum(1 for c in workers if not (c.active and now - c.since > STUCK))
+        wanted = min(self.floor, backlog) - running
+        if self.credit:
+            self.credit = False
+            wanted = max(wanted, 0) + 1
+        return wanted

@@ -1,0 +1,146 @@
+"""ThreadPool(adaptive=True): threads beyond the floor start only while they help.
+
+The calls here wait on real things in real threads: ``sleep`` (a remote
+server's latency: more threads, more throughput) and a server thread that
+serves one request at a time (more threads only make each call wait longer).
+"""
+
+import threading
+import time
+
+import gevent
+import pytest
+
+from offload import ThreadPool, _native
+from offload._pace import STUCK, Pace
+
+sleep = _native.sleep  # C-level blocking, never yields to gevent
+
+FLOOR = 4
+
+
+def fan_out(pool, fn, greenlets, calls):
+    def one():
+        for _ in range(calls):
+            pool.call(fn)
+
+    started = time.perf_counter()
+    gevent.joinall([gevent.spawn(one) for _ in range(greenlets)], raise_error=True)
+    return time.perf_counter() - started
+
+
+def test_adaptive_must_be_a_bool():
+    with pytest.raises(TypeError, match="adaptive"):
+        ThreadPool(4, adaptive="yes")
+
+
+def test_latency_bound_calls_grow_the_pool():
+    # 10 ms of pure waiting per call: run time does not depend on how many
+    # run at once, so every call earns a thread until all 40 callers have one.
+    pool = ThreadPool(100, adaptive=True)
+    try:
+        elapsed = fan_out(pool, lambda: sleep(0.01), greenlets=40, calls=10)
+        workers = pool.stats()["workers"]
+    finally:
+        pool.shutdown()
+    assert workers > 20, workers
+    # At the floor it would take 40 * 10 * 10 ms / 4 = 1 s.
+    assert elapsed < 0.6, elapsed
+
+
+def test_a_saturated_server_keeps_the_pool_near_its_floor():
+    # One server thread serving requests one at a time, in order, 2 ms each:
+    # with more threads each call only waits longer in its queue.
+    requests = _native.SimpleQueue()
+
+    def serve():
+        while (reply := requests.get()) is not None:
+            sleep(0.002)
+            reply.release()
+
+    def query():
+        reply = _native.allocate_lock()
+        reply.acquire()
+        requests.put(reply)
+        reply.acquire()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    adaptive = ThreadPool(100, adaptive=True)
+    eager = ThreadPool(100)
+    try:
+        fan_out(adaptive, query, greenlets=50, calls=8)
+        fan_out(eager, query, greenlets=50, calls=8)
+        grown, eager_workers = adaptive.stats()["workers"], eager.stats()["workers"]
+    finally:
+        adaptive.shutdown()
+        eager.shutdown()
+        requests.put(None)
+        server.join()
+    assert eager_workers == 50
+    assert grown <= 2 * FLOOR, grown
+
+
+def test_long_calls_do_not_leave_short_ones_without_a_thread():
+    pool = ThreadPool(100, adaptive=True)
+    try:
+        pool.call(lambda: None)
+        longs = [gevent.spawn(pool.call, sleep, 1.0) for _ in range(FLOOR + 2)]
+        gevent.sleep(3 * STUCK)  # every thread is now stuck in a long call
+        started = time.perf_counter()
+        pool.call(lambda: None)
+        waited = time.perf_counter() - started
+        gevent.joinall(longs, raise_error=True)
+    finally:
+        pool.shutdown()
+    assert waited < 0.5, waited
+
+
+def test_a_burst_starts_no_more_than_the_floor_before_any_call_finishes():
+    pool = ThreadPool(100, adaptive=True)
+    try:
+        futures = [pool.submit(sleep, 0.02) for _ in range(30)]
+        assert pool.stats()["workers"] == FLOOR
+        for f in futures:
+            f.result()
+    finally:
+        pool.shutdown()
+
+
+def test_pace_compares_each_function_with_its_own_fastest_run():
+    pace = Pace(FLOOR)
+
+    def quick():
+        pass
+
+    def query():
+        pass
+
+    pace.finished(quick, 0.00001, now=0.0)
+    pace.credit = False
+    # A call a hundred times slower than `quick` is not slowed down: it is
+    # another kind of call, compared only with itself.
+    pace.finished(query, 0.001, now=0.0)
+    assert pace.credit
+    for _ in range(20):
+        pace.finished(query, 0.005, now=0.0)  # five times slower, again and again
+    pace.credit = False
+    pace.finished(query, 0.005, now=0.0)
+    assert not pace.credit
+
+
+def test_pace_forgets_old_minima_after_two_windows():
+    from offload._pace import _WINDOW
+
+    pace = Pace(FLOOR)
+
+    def query():
+        pass
+
+    pace.finished(query, 0.001, now=0.0)
+    for now in (_WINDOW + 1, 2 * _WINDOW + 2):
+        for _ in range(20):
+            pace.finished(query, 0.005, now=now)
+    pace.credit = False
+    pace.finished(query, 0.005, now=2 * _WINDOW + 3)
+    assert pace.credit  # 5 ms is the new normal
