@@ -346,7 +346,7 @@ class MongoClient(_ItemsInline, _MongoProxy):
         owned = pool is None and not inline
         if owned:
             size = int(real.options.pool_options.max_pool_size or _UNBOUNDED_THREADS)
-            pool = ThreadPool(size, name="offload.mongo")
+            pool = ThreadPool(size, name="offload.mongo", adaptive=True)
         elif not inline:
             pool = resolve_pool(pool)
             if not isinstance(pool, ThreadPool):

@@ -154,6 +154,23 @@ def test_dedicated_pool_is_sized_to_max_pool_size_and_closed_with_the_client(mon
         c2.admin.command("ping")
 
 
+def test_dedicated_pool_does_not_start_a_thread_per_greenlet_for_a_busy_server(mongo_uri, coll):  # noqa: F811
+    # 100 greenlets keep the (local, single-process) server busy: calls only
+    # get slower with more threads, and the adaptive pool stays far below the
+    # 100 threads an eager pool would start.
+    coll.insert_many([{"_id": i} for i in range(10)])
+    with mongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000) as c:
+        one = c[coll.database.name][coll.name]
+
+        def find_ones(k):
+            for j in range(10):
+                assert one.find_one({"_id": (k + j) % 10}) is not None
+
+        gevent.joinall([gevent.spawn(find_ones, k) for k in range(100)], raise_error=True)
+        workers = c._offload_pool.stats()["workers"]
+    assert workers <= 50, workers
+
+
 def _nodes_after(client, seconds):
     deadline = time.monotonic() + seconds
     while not client.nodes and time.monotonic() < deadline:
