@@ -142,6 +142,30 @@ def _install_socket_module():
 _REAL_SOCKETS_INSTALLED = _install_socket_module()
 
 
+def _check_tls(client):
+    """Refuse TLS through a patched ``ssl`` module when threads are real.
+
+    gevent's SSL context wraps even a real socket in a gevent SSL socket,
+    which belongs to the hub of the thread that made it, while PyMongo
+    shares connections between threads: a large write would fail with
+    "Cannot switch to a different thread".  A real ``ssl.SSLSocket`` cannot
+    be made instead, because patching rebinds the names inside the ``ssl``
+    module that its methods use (and an unpatched ``ssl`` beside a patched
+    ``socket`` is broken by itself).
+    """
+    if not is_module_patched("ssl"):
+        return
+    from gevent.ssl import SSLContext as _GeventSSLContext
+
+    context = getattr(client.options.pool_options, "_ssl_context", None)
+    if isinstance(context, _GeventSSLContext):
+        raise RuntimeError(
+            "offload.mongo cannot use TLS through gevent's patched ssl module while threads are "
+            "real: its SSL sockets belong to one thread's hub. Patch threading too (patch_all()), "
+            "or patch neither socket nor ssl"
+        )
+
+
 # -- running calls -----------------------------------------------------------
 
 
@@ -341,6 +365,12 @@ class MongoClient(_ItemsInline, _MongoProxy):
         if not inline:
             bound.arguments["connect"] = False
         real = pymongo.MongoClient(*bound.args, **bound.kwargs)
+        if not inline:
+            try:
+                _check_tls(real)
+            except RuntimeError:
+                real.close()
+                raise
         if theirs and hasattr(real, "append_metadata"):
             real.append_metadata(DriverInfo("offload", __version__))
         owned = pool is None and not inline

@@ -51,6 +51,28 @@ except Exception as exc:  # the control run may have broken its one connection
 """
 
 
+TLS_CLIENT = """
+from offload.mongo import MongoClient
+try:
+    MongoClient("mongodb://127.0.0.1:9/?tls=true&tlsAllowInvalidCertificates=true", connect=False)
+except RuntimeError as exc:
+    print("refused=" + str(exc))
+else:
+    print("refused=")
+"""
+
+
+@pytest.mark.parametrize("mode, refused", [("none", False), ("nothread", True), ("all", False)])
+def test_tls_through_patched_ssl_with_real_threads_is_refused_at_once(mode, refused):
+    # gevent's SSL sockets belong to one thread's hub; PyMongo shares
+    # connections between threads.  Refused when the client is made, not
+    # with "Cannot switch to a different thread" on the first large write.
+    out = lines(run(mode, TLS_CLIENT))
+    assert bool(out["refused"]) is refused, out
+    if refused:
+        assert "patch_all()" in out["refused"]
+
+
 @pytest.mark.parametrize("mode", ["socket", "nothread"])
 def test_large_writes_through_shared_connections_with_patched_sockets(mongo_uri, mode):  # noqa: F811
     env = {"MONGO_URI": mongo_uri, "CLIENT": "proxy", "COLL": f"large_{mode}"}
