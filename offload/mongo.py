@@ -330,16 +330,17 @@ class _TransactionProxy(_EnterInline, _MongoProxy):
 class MongoClient(_ItemsInline, _MongoProxy):
     """:class:`pymongo.MongoClient` whose blocking calls run in a thread pool.
 
-    Takes exactly PyMongo's arguments, plus *pool*: ``None`` (a pool for this
-    client alone, with as many threads as ``maxPoolSize``), a pool name, or an
-    :class:`offload.ThreadPool`.  The real client is built with
+    Takes exactly PyMongo's arguments, plus *pool*: ``None`` (an adaptive pool
+    for this client alone, with up to as many threads as ``maxPoolSize``), a
+    pool name, or an :class:`offload.ThreadPool`.  The real client is built with
     ``connect=False``, so nothing here blocks; unless ``connect=False`` was
     asked for, it starts connecting in the pool at once, as PyMongo would.
     A :class:`~pymongo.driver_info.DriverInfo` naming offload is added.
 
     When ``threading`` is monkey-patched (``patch_all()``), PyMongo is
     cooperative by itself and its internals must stay in the hub's thread:
-    every call then runs inline and *pool* is not used.
+    every call then runs inline and *pool* is not used.  TLS through a
+    patched ``ssl`` with real threads raises :exc:`RuntimeError` at once.
     """
 
     __slots__ = ()
