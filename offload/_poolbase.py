@@ -93,6 +93,7 @@ class PoolBase(futures.Executor):
     _retired: Counters
     _workers: list
     _idle: Any
+    _pace: Any = None  # an offload._pace.Pace if threads start adaptively
 
     @abc.abstractmethod
     def _live_counters(self) -> tuple[list[Counters], int]:
@@ -118,16 +119,26 @@ class PoolBase(futures.Executor):
 
         ``_idle`` holds one token per call a worker finished; a token means a
         worker is (about to be) back on the queue, so no new one is needed.
+        An adaptive pool asks its pace instead, for the calls queued beyond
+        the worker on its way.
         """
         idle = self._idle
+        coming = 0
         if idle:
             try:
                 idle.pop()
-                return
+                coming = 1
             except IndexError:
                 pass
-        if len(self._workers) < self._max_workers:
-            self._spawn()
+        pace = self._pace
+        if pace is None:
+            if not coming and len(self._workers) < self._max_workers:
+                self._spawn()
+            return
+        backlog = self._queue.qsize() - coming
+        if backlog > 0:
+            for _ in range(pace.starts(self._workers, backlog)):
+                self._spawn()
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of what the pool has done, as a dict of numbers.

@@ -186,22 +186,7 @@ class ThreadPool(PoolBase):
             if not self._workers:
                 self._cancel_queued()
             return
-        if self._pace is None:
-            self._wake_or_spawn()
-        else:
-            self._pace_workers()
-
-    def _pace_workers(self):
-        """After a put to an adaptive pool: start the threads its pace asks for."""
-        try:
-            self._idle.pop()
-            coming = 1  # a worker is on its way back to the queue
-        except IndexError:
-            coming = 0
-        backlog = self._queue.qsize() - coming
-        if backlog > 0:
-            for _ in range(self._pace.starts(self._workers, backlog)):
-                self._spawn()
+        self._wake_or_spawn()
 
     # -- workers ----------------------------------------------------------
 
