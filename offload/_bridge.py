@@ -10,6 +10,15 @@ in a single pass.  The watcher holds a reference on the loop only while a
 greenlet of that hub is waiting, so ``hub.join()`` returns as soon as nothing
 is in flight.
 
+When a pool's workers are all busy, a caller that queues a call turns on
+*gathering* (:meth:`_Bridge.gather`): for up to ``GATHER_FOR`` seconds a
+worker that finishes a call while more are queued appends its waiter without
+``send()``, and a hub timer drains them all in one pass.  Under load the hub
+then wakes about once per millisecond rather than once per call, which halves
+the context switches per call.  The wait it adds is bounded, only callers of
+a pool with a backlog see it, and a worker that finds the queue empty sends
+at once, so that no worker idles for want of callers.
+
 A caller that is not a greenlet on a hub -- a plain thread, or the hub
 greenlet itself -- waits on a real lock instead.  :func:`waiter` picks the
 right kind for the place it is called from.
@@ -26,12 +35,13 @@ from greenlet import getcurrent
 from . import _native
 
 _TIMEOUT_MAX = _native.TIMEOUT_MAX
+GATHER_FOR = 0.001  # seconds the hub may hold back the wake-ups of a busy pool
 
 
 class _Bridge:
     """One hub's async watcher and the waiters it has yet to wake."""
 
-    __slots__ = ("hub", "ready", "pending", "watcher")
+    __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer")
 
     def __init__(self, hub):
         self.hub = hub
@@ -41,6 +51,32 @@ class _Bridge:
         watcher.start(self._drain)
         watcher.ref = False
         self.watcher = watcher
+        self.gathering = False
+        self.timer = None
+
+    def gather(self):
+        """Hold back wake-ups for up to ``GATHER_FOR`` seconds (hub thread only).
+
+        For a pool whose workers are all busy: its callers are woken in one
+        pass of the hub instead of one pass each.
+        """
+        if not self.gathering:
+            self.gathering = True
+            # A new timer each time: gevent's libev timers fire at once when
+            # started again after they fired.
+            if self.timer is not None:
+                self.timer.close()
+            self.timer = self.hub.loop.timer(GATHER_FOR, ref=False)
+            self.timer.start(self._flush, update=True)
+
+    def _flush(self):
+        # Gathering off first: a worker that still saw it on has appended
+        # already.  The drain runs from the watcher, not here, so that the
+        # greenlets it wakes, which call gather() again, never close this
+        # timer from inside its own callback.
+        self.gathering = False
+        if self.ready:
+            self.watcher.send()
 
     def release(self):
         self.pending -= 1
@@ -50,6 +86,8 @@ class _Bridge:
     def close(self):
         self.ready.clear()
         self.watcher.close()
+        if self.timer is not None:
+            self.timer.close()
 
     def _drain(self):
         ready = self.ready
@@ -93,12 +131,19 @@ class HubWaiting:
 
     __slots__ = ()
 
-    def wake(self):
-        """Wake the greenlet; call at most once, from any thread."""
+    def wake(self, busy=False):
+        """Wake the greenlet; call at most once, from any thread.
+
+        *busy*: the pool that ran the call still has calls queued, so its
+        workers do not wait for this caller.  If the hub is gathering, the
+        wake-up then waits for the hub's next pass (see :meth:`_Bridge.gather`).
+        """
         if self.glet is not None:
             bridge = self.bridge
             bridge.ready.append(self)
-            bridge.watcher.send()
+            # A gathering hub's timer sends soon (see _Bridge._flush).
+            if not (busy and bridge.gathering):
+                bridge.watcher.send()
 
     def wait(self, timeout=None):
         """Switch to the hub until woken; False if *timeout* passed first.
@@ -149,7 +194,7 @@ class ThreadWaiting:
 
     __slots__ = ()
 
-    def wake(self):
+    def wake(self, busy=False):
         """Wake the thread; call at most once, from any thread."""
         self.lock.release()
 

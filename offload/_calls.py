@@ -51,12 +51,13 @@ class Call:
         except IndexError:
             return False
 
-    def finish(self, value, error):
+    def finish(self, value, error, busy=False):
+        """Hand back the outcome and wake the caller (*busy*: see ``wake``)."""
         self.work = None
         self.value = value
         self.error = error
         self.done = True
-        self.wake()
+        self.wake(busy)
 
     def cancel(self):
         """Cancel the call if no worker has taken it; True if cancelled."""
@@ -121,7 +122,7 @@ class Task:
     def start(self):
         return self.future.set_running_or_notify_cancel()
 
-    def finish(self, value, error):
+    def finish(self, value, error, busy=False):
         self.work = None
         if error is None:
             self.future.set_result(value)

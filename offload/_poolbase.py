@@ -120,7 +120,8 @@ class PoolBase(futures.Executor):
         ``_idle`` holds one token per call a worker finished; a token means a
         worker is (about to be) back on the queue, so no new one is needed.
         An adaptive pool asks its pace instead, for the calls queued beyond
-        the worker on its way.
+        the worker on its way.  Returns whether the call must wait for a busy
+        worker: then its caller may let the hub gather wake-ups.
         """
         idle = self._idle
         coming = 0
@@ -134,11 +135,15 @@ class PoolBase(futures.Executor):
         if pace is None:
             if not coming and len(self._workers) < self._max_workers:
                 self._spawn()
-            return
+                return False
+            return self._queue.qsize() > coming
         backlog = self._queue.qsize() - coming
-        if backlog > 0:
-            for _ in range(pace.starts(self._workers, backlog)):
-                self._spawn()
+        if backlog <= 0:
+            return False
+        starts = pace.starts(self._workers, backlog)
+        for _ in range(starts):
+            self._spawn()
+        return backlog > starts
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of what the pool has done, as a dict of numbers.

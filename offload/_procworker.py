@@ -104,7 +104,7 @@ class Worker:
                     counters.completed += 1
                 else:
                     counters.failed += 1
-                item.finish(value, error)
+                item.finish(value, error, pool._queue.qsize() > 0)
                 item = value = error = None
                 self.replenish()
                 if len(idle) < pool._max_workers:

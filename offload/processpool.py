@@ -193,7 +193,8 @@ class ProcessPool(PoolBase):
         bridge = current_bridge()
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         work = None
-        self._put(item)
+        if self._put(item) and bridge is not None:
+            bridge.gather()
         return item.settle(timeout, name, self._give_up)
 
     def _give_up(self, item):
@@ -255,7 +256,7 @@ class ProcessPool(PoolBase):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._submitted += 1
             self._queue.put(item)
-        self._wake_or_spawn()
+        return self._wake_or_spawn()
 
     # -- workers ----------------------------------------------------------
 

@@ -132,7 +132,8 @@ class ThreadPool(PoolBase):
         bridge = current_bridge()
         work = (fn, args, kwargs, contextvars.copy_context())
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
-        self._put(item)
+        if self._put(item) and bridge is not None:
+            bridge.gather()
         # The name only matters for a timeout's message: skip the lookup otherwise.
         return item.settle(timeout, name_of(fn) if timeout is not None else None)
 
@@ -185,8 +186,8 @@ class ThreadPool(PoolBase):
             # (No lock on this path: it is every call's.)
             if not self._workers:
                 self._cancel_queued()
-            return
-        self._wake_or_spawn()
+            return False
+        return self._wake_or_spawn()
 
     # -- workers ----------------------------------------------------------
 
@@ -299,7 +300,7 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
             run = ended - started
             counters.run_time += run
             counters.active = 0
-            item.finish(value, error)
+            item.finish(value, error, queue.qsize() > 0)
             if pace is not None:
                 pace.finished(fn, run, ended)
             item = fn = args = kwargs = value = error = None

@@ -233,6 +233,73 @@ def test_timeouts_do_not_oversubscribe_the_pool():
     two.shutdown()
 
 
+# -- waking callers ------------------------------------------------------
+
+
+def _in_a_fresh_hub(fn):
+    """Run *fn* in a new thread, so that its hub (and bridge) are new too."""
+    box = []
+    t = threading.Thread(target=lambda: box.append(fn()))
+    t.start()
+    t.join(30)
+    assert box, "the thread did not finish"
+    return box[0]
+
+
+def test_a_busy_pool_wakes_its_callers_in_batches(monkeypatch):
+    passes = []
+    drain = offload._bridge._Bridge._drain
+
+    def counting_drain(bridge):
+        passes.append(len(bridge.ready))
+        drain(bridge)
+
+    monkeypatch.setattr(offload._bridge._Bridge, "_drain", counting_drain)
+    two = ThreadPool(2)
+
+    def scenario():
+        def caller():
+            for _ in range(25):
+                two.call(sleep, 0.0002)
+
+        gevent.joinall([gevent.spawn(caller) for _ in range(20)], raise_error=True)
+        return two.stats()["completed"]
+
+    assert _in_a_fresh_hub(scenario) == 500
+    woke = [n for n in passes if n]
+    assert sum(woke) == 500
+    # One pass per call without gathering; about ten per pass with it.
+    assert len(woke) < 500 / 3, len(woke)
+    two.shutdown()
+
+
+def test_a_pool_with_free_workers_wakes_its_caller_at_once(pool, monkeypatch):
+    gathered = []
+    monkeypatch.setattr(offload._bridge._Bridge, "gather", lambda bridge: gathered.append(1))
+    started = time.perf_counter()
+    for i in range(200):
+        assert pool.call(abs, -i) == i
+    elapsed = time.perf_counter() - started
+    # Gathering each wake-up would take at least 200 x GATHER_FOR = 0.2 s.
+    assert elapsed < 0.1
+    assert len(gathered) <= 2
+
+
+def test_a_gathered_wake_up_waits_for_no_other_call():
+    two = ThreadPool(2)
+    long_call = gevent.spawn(two.call, sleep, 1.0)
+    gevent.sleep(0.02)
+    started = time.perf_counter()
+    quick = [gevent.spawn(two.call, abs, -k) for k in range(3)]  # two of them queue
+    gevent.joinall(quick, raise_error=True, timeout=0.9)
+    elapsed = time.perf_counter() - started
+    assert [g.value for g in quick] == [0, 1, 2]
+    assert not long_call.ready()
+    assert elapsed < 0.3  # the long call ends at 1 s
+    long_call.join()
+    two.shutdown()
+
+
 # -- futures -------------------------------------------------------------
 
 
