@@ -13,13 +13,17 @@ from test_process import add, fail, getpid, sleep_then, spin, timed_sleep
 
 import offload
 
+SPIN = 600_000
+
 
 def _check_facade(facade, parent_pid, expect_other_process=True):
     """What every wrapped executor must do; returns the worker pids seen."""
+    # Long enough (about 0.2 s in threads) for a 5 ms heartbeat to tick
+    # several times even while the hub competes with them for the GIL.
     with offload.Heartbeat(0.005) as beat:
-        glets = [gevent.spawn(facade.call, spin, 200_000 + i) for i in range(8)]
+        glets = [gevent.spawn(facade.call, spin, SPIN + i) for i in range(8)]
         gevent.joinall(glets, raise_error=True)
-    assert [g.value for g in glets] == [spin(200_000 + i) for i in range(8)]
+    assert [g.value for g in glets] == [spin(SPIN + i) for i in range(8)]
     assert beat.max_lag < 0.25, beat.max_lag
     assert len(beat.lags) > 2
 
