@@ -15,6 +15,7 @@ as threads are added.  The pace is the client-side cousin of TCP Vegas:
   recent run; the thread starts
   when a call is queued with no worker on its way to it -- growth at the rate
   calls complete, for as long as they do not slow down;
+* no thread starts while idle ones could take the calls queued;
 * a thread busy with one call for longer than :data:`STUCK` seconds (a
   change-stream poll, a long aggregation) does not count towards the floor,
   so long calls never leave short ones with no thread to run on.
@@ -77,13 +78,20 @@ class Pace:
         if run < limit and k[3] < limit:
             self.credit = True
 
-    def starts(self, workers, backlog):
+    def starts(self, workers, backlog, queued):
         """How many threads to start for *backlog* queued calls that no
-        worker is on its way to, given the live workers' Counters."""
+        worker is on its way to (of *queued* in all), given the live
+        workers' Counters."""
         now = monotonic()
-        running = sum(1 for c in workers if not (c.active and now - c.since > STUCK))
+        running = busy = 0
+        for c in workers:
+            if c.active:
+                busy += 1
+                if now - c.since > STUCK:
+                    continue
+            running += 1
         wanted = min(self.floor, backlog) - running
-        if self.credit:
+        if self.credit and queued > len(workers) - busy:
             self.credit = False
             wanted = max(wanted, 0) + 1
         return wanted

@@ -137,10 +137,11 @@ class PoolBase(futures.Executor):
                 self._spawn()
                 return False
             return self._queue.qsize() > coming
-        backlog = self._queue.qsize() - coming
+        queued = self._queue.qsize()
+        backlog = queued - coming
         if backlog <= 0:
             return False
-        starts = pace.starts(self._workers, backlog)
+        starts = pace.starts(self._workers, backlog, queued)
         for _ in range(starts):
             self._spawn()
         return backlog > starts

@@ -81,6 +81,20 @@ def test_a_saturated_server_keeps_the_pool_near_its_floor():
     assert grown <= 2 * FLOOR, grown
 
 
+def test_the_pool_never_grows_past_its_callers():
+    # Quick calls keep earning threads, but 24 greenlets never have more than
+    # 24 calls in flight: a thread more would only idle.  (The queue briefly
+    # holds calls that idle threads were woken for but have not yet taken,
+    # while the hub holds the GIL: those are not a backlog.)
+    pool = ThreadPool(100, adaptive=True)
+    try:
+        fan_out(pool, lambda: sleep(0.005), greenlets=24, calls=20)
+        workers = pool.stats()["workers"]
+    finally:
+        pool.shutdown()
+    assert 16 < workers <= 24, workers
+
+
 def test_long_calls_do_not_leave_short_ones_without_a_thread():
     pool = ThreadPool(100, adaptive=True)
     try:
