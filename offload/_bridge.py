@@ -17,7 +17,11 @@ worker that finishes a call while more are queued appends its waiter without
 then wakes about once per millisecond rather than once per call, which halves
 the context switches per call.  The wait it adds is bounded, only callers of
 a pool with a backlog see it, and a worker that finds the queue empty sends
-at once, so that no worker idles for want of callers.
+at once, so that no worker idles for want of callers.  The gathering timer
+doubles as a probe: how late it fires, smoothed in :attr:`_Bridge.late`, is
+how long the hub waits for the GIL and its other work under that load, and
+an adaptive pool starts no more threads for callers whose hub is later than
+``LAG_BUDGET``.
 
 A caller that is not a greenlet on a hub -- a plain thread, or the hub
 greenlet itself -- waits on a real lock instead.  :func:`waiter` picks the
@@ -26,6 +30,7 @@ right kind for the place it is called from.
 
 import os
 from collections import deque
+from time import monotonic
 
 import gevent
 import gevent.monkey
@@ -36,12 +41,17 @@ from . import _native
 
 _TIMEOUT_MAX = _native.TIMEOUT_MAX
 GATHER_FOR = 0.001  # seconds the hub may hold back the wake-ups of a busy pool
+#: How late, smoothed, a hub may fire its gathering timer (seconds) for an
+#: adaptive pool to start more threads for its callers.  Beyond it, threads
+#: running Python (a pure-Python driver) already keep the hub waiting for
+#: the GIL: another would add lag, not throughput.
+LAG_BUDGET = 0.0005
 
 
 class _Bridge:
     """One hub's async watcher and the waiters it has yet to wake."""
 
-    __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer")
+    __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer", "due", "late")
 
     def __init__(self, hub):
         self.hub = hub
@@ -53,6 +63,8 @@ class _Bridge:
         self.watcher = watcher
         self.gathering = False
         self.timer = None
+        self.due = 0.0  # when the gathering timer should fire
+        self.late = 0.0  # how late it fired, smoothed (seconds)
 
     def gather(self):
         """Hold back wake-ups for up to ``GATHER_FOR`` seconds (hub thread only).
@@ -67,6 +79,7 @@ class _Bridge:
             if self.timer is not None:
                 self.timer.close()
             self.timer = self.hub.loop.timer(GATHER_FOR, ref=False)
+            self.due = monotonic() + GATHER_FOR
             self.timer.start(self._flush, update=True)
 
     def _flush(self):
@@ -75,6 +88,7 @@ class _Bridge:
         # greenlets it wakes, which call gather() again, never close this
         # timer from inside its own callback.
         self.gathering = False
+        self.late += (monotonic() - self.due - self.late) / 8
         if self.ready:
             self.watcher.send()
 
@@ -145,6 +159,11 @@ class HubWaiting:
             if not (busy and bridge.gathering):
                 bridge.watcher.send()
 
+    def hub_keeps_up(self):
+        """Whether the caller's hub is within ``LAG_BUDGET`` (see
+        :attr:`_Bridge.late`)."""
+        return self.bridge.late < LAG_BUDGET
+
     def wait(self, timeout=None):
         """Switch to the hub until woken; False if *timeout* passed first.
 
@@ -197,6 +216,9 @@ class ThreadWaiting:
     def wake(self, busy=False):
         """Wake the thread; call at most once, from any thread."""
         self.lock.release()
+
+    def hub_keeps_up(self):
+        return True  # no hub waits on this caller
 
     def wait(self, timeout=None):
         if timeout is None:

@@ -122,6 +122,9 @@ class Task:
     def start(self):
         return self.future.set_running_or_notify_cancel()
 
+    def hub_keeps_up(self):
+        return True  # a future's waiter is not known here
+
     def finish(self, value, error, busy=False):
         self.work = None
         if error is None:

@@ -16,6 +16,10 @@ as threads are added.  The pace is the client-side cousin of TCP Vegas:
   when a call is queued with no worker on its way to it -- growth at the rate
   calls complete, for as long as they do not slow down;
 * no thread starts while idle ones could take the calls queued;
+* nor for calls whose hub is late: when the hub's gathering timer fires,
+  smoothed, more than ``LAG_BUDGET`` late (:mod:`offload._bridge`), the
+  threads already running Python keep the hub waiting for the GIL, and
+  another would add lag rather than throughput;
 * a thread busy with one call for longer than :data:`STUCK` seconds (a
   change-stream poll, a long aggregation) does not count towards the floor,
   so long calls never leave short ones with no thread to run on.
@@ -30,6 +34,10 @@ STUCK = 0.05
 # this many seconds, so that a server that became slower for good (a
 # fail-over, a farther replica) is the new normal within a minute.
 _WINDOW = 30.0
+
+# Seconds between two threads started on credit: time for the calls, and
+# the hub's lateness, to show what the last one changed.
+_GROW_EVERY = 0.01
 
 # The weight of each run in a function's smoothed run time.
 _SMOOTHING = 1 / 8
@@ -50,7 +58,7 @@ class Pace:
     when a call is queued.  Races between threads only blur a heuristic, so
     there is no lock."""
 
-    __slots__ = ("floor", "kinds", "credit")
+    __slots__ = ("floor", "kinds", "credit", "grown")
 
     def __init__(self, floor):
         self.floor = floor
@@ -58,9 +66,11 @@ class Pace:
         # in the window before, smoothed recent run time]
         self.kinds = {}
         self.credit = False  # a call finished unslowed since the last start
+        self.grown = 0.0  # when a call's credit last started a thread
 
-    def finished(self, fn, run, now):
-        """A worker ran ``fn`` for *run* seconds, ending at *now*."""
+    def finished(self, fn, run, now, hub_keeps_up=True):
+        """A worker ran ``fn`` for *run* seconds, ending at *now*, for a
+        caller whose hub is within its lag budget or not."""
         kinds = self.kinds
         kind = _kind(fn)
         k = kinds.get(kind)
@@ -75,7 +85,7 @@ class Pace:
                 k[1] = run
             k[3] += (run - k[3]) * _SMOOTHING
         limit = 2 * min(k[1], k[2])
-        if run < limit and k[3] < limit:
+        if hub_keeps_up and run < limit and k[3] < limit:
             self.credit = True
 
     def starts(self, workers, backlog, queued):
@@ -91,7 +101,8 @@ class Pace:
                     continue
             running += 1
         wanted = min(self.floor, backlog) - running
-        if self.credit and queued > len(workers) - busy:
+        if self.credit and queued > len(workers) - busy and now - self.grown >= _GROW_EVERY:
             self.credit = False
+            self.grown = now
             wanted = max(wanted, 0) + 1
         return wanted

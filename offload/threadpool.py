@@ -302,7 +302,7 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
             counters.active = 0
             item.finish(value, error, queue.qsize() > 0)
             if pace is not None:
-                pace.finished(fn, run, ended)
+                pace.finished(fn, run, ended, item.hub_keeps_up())
             item = fn = args = kwargs = value = error = None
             if len(idle) < max_idle:
                 idle.append(None)

@@ -13,6 +13,7 @@ import pytest
 
 from offload import ThreadPool, _native
 from offload._pace import STUCK, Pace
+from offload._poolbase import Counters
 
 sleep = _native.sleep  # C-level blocking, never yields to gevent
 
@@ -95,6 +96,42 @@ def test_the_pool_never_grows_past_its_callers():
     assert 16 < workers <= 24, workers
 
 
+def test_calls_that_keep_the_hub_waiting_for_the_gil_stop_the_growth():
+    # Each call runs 0.5 ms of Python, holding the GIL, then waits 2 ms: a
+    # pure-Python driver.  Five threads keep the GIL busy; beyond that a
+    # thread only makes the hub wait longer for it, which the hub's late
+    # gathering timer shows before the calls' run times do (without that
+    # probe the pool grew to 13-18 threads here, in the same time).
+    def call():
+        end = time.perf_counter() + 0.0005
+        while time.perf_counter() < end:
+            pass
+        sleep(0.002)
+
+    pool = ThreadPool(100, adaptive=True)
+    try:
+        fan_out(pool, call, greenlets=40, calls=20)
+        workers = pool.stats()["workers"]
+    finally:
+        pool.shutdown()
+    assert FLOOR <= workers <= 10, workers
+
+
+def test_a_late_hub_is_seen_by_its_bridge():
+    from offload._bridge import LAG_BUDGET, current_bridge
+
+    def late_once():
+        bridge = current_bridge()
+        bridge.gather()
+        sleep(0.02)  # holds the hub's thread: the timer fires 19 ms late
+        gevent.sleep(0.005)
+        late, bridge.late = bridge.late, 0.0  # leave the hub on time for other tests
+        return late
+
+    # Smoothed over eight windows: one 19 ms delay counts for ~2.4 ms.
+    assert gevent.spawn(late_once).get() > LAG_BUDGET
+
+
 def test_long_calls_do_not_leave_short_ones_without_a_thread():
     pool = ThreadPool(100, adaptive=True)
     try:
@@ -141,6 +178,40 @@ def test_pace_compares_each_function_with_its_own_fastest_run():
     pace.credit = False
     pace.finished(query, 0.005, now=0.0)
     assert not pace.credit
+
+
+def test_pace_gives_no_credit_for_calls_whose_hub_is_late():
+    pace = Pace(FLOOR)
+
+    def query():
+        pass
+
+    pace.finished(query, 0.001, now=0.0, hub_keeps_up=False)
+    assert not pace.credit
+    pace.finished(query, 0.001, now=0.0)
+    assert pace.credit
+
+
+def test_pace_starts_a_thread_on_credit_at_most_every_grow_interval():
+    from offload._pace import _GROW_EVERY
+
+    pace = Pace(FLOOR)
+
+    def query():
+        pass
+
+    workers = []
+    for _ in range(FLOOR):
+        c = Counters()
+        c.active, c.since = 1, time.monotonic()
+        workers.append(c)
+    pace.finished(query, 0.001, now=0.0)
+    assert pace.starts(workers, backlog=10, queued=10) == 1
+    pace.finished(query, 0.001, now=0.0)
+    assert pace.starts(workers, backlog=10, queued=10) == 0  # too soon
+    assert pace.credit  # kept for later
+    time.sleep(_GROW_EVERY)
+    assert pace.starts(workers, backlog=10, queued=10) == 1
 
 
 def test_pace_forgets_old_minima_after_two_windows():
