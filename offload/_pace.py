@@ -12,9 +12,10 @@ as threads are added.  The pace is the client-side cousin of TCP Vegas:
 * up to ``floor`` threads start on demand;
 * beyond it, a call earns one more thread if both its run time and its
   function's smoothed run time are within twice that function's fastest
-  recent run; the thread starts
-  when a call is queued with no worker on its way to it -- growth at the rate
-  calls complete, for as long as they do not slow down;
+  recent run; the thread starts when a call is queued with no worker on
+  its way to it, at most one every ``_GROW_EVERY`` seconds -- growth for as
+  long as calls do not slow down, paced so that each thread's effect shows
+  before the next;
 * no thread starts while idle ones could take the calls queued;
 * nor for calls whose hub is late: when the hub's gathering timer fires,
   smoothed, more than ``LAG_BUDGET`` late (:mod:`offload._bridge`), the
