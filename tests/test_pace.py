@@ -78,7 +78,9 @@ def test_a_saturated_server_keeps_the_pool_near_its_floor():
         eager.shutdown()
         requests.put(None)
         server.join()
-    assert eager_workers == 50
+    # An eager pool starts a thread for each call that finds none idle: about
+    # one per greenlet (under load, a put can race a worker on its way back).
+    assert eager_workers >= 40, eager_workers
     assert grown <= 2 * FLOOR, grown
 
 
