@@ -73,7 +73,8 @@ class ThreadPool(PoolBase):
         makes :meth:`submit` wait (cooperatively in a greenlet).  0 means
         unbounded.
     :param adaptive: start threads beyond the first four only while calls do
-        not slow down as threads are added (see :ref:`adaptive`).  Without
+        not slow down as threads are added and the callers' hub keeps up
+        (see :ref:`adaptive`).  Without
         it, a call that finds no idle thread starts one, up to *max_workers*.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
