@@ -30,7 +30,7 @@ IDEAL = FAN_OUT * BLOCK / BIG_POOL
 
 
 def _blocking():
-    from offload import _native
+    from offload._core import native as _native
 
     _native.sleep(BLOCK)
 

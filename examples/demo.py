@@ -15,7 +15,7 @@ import time
 import gevent
 
 import offload
-from offload import _native
+from offload._core import native as _native
 
 GREENLETS = 50
 QUERY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 25000) SELECT sum(x) FROM c"

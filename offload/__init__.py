@@ -5,6 +5,7 @@ greenlet waits, the hub keeps running every other one.  See the README and
 ``docs/`` for the whole story.
 """
 
+from ._version import __version__ as __version__
 from .decorator import offload
 from .executor import call, get_default_pool, submit, wrap_executor
 from .future import Future
@@ -12,8 +13,6 @@ from .heartbeat import Heartbeat, ProbeResult, probe
 from .processpool import ProcessPool, WorkerCrashed, get_default_process_pool
 from .proxy import Proxy, unwrap
 from .threadpool import ThreadPool
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Future",

@@ -37,9 +37,9 @@ import gevent.monkey
 from gevent._hub_local import get_hub_if_exists
 from greenlet import getcurrent
 
-from . import _native
+from ._core import native
 
-_TIMEOUT_MAX = _native.TIMEOUT_MAX
+_TIMEOUT_MAX = native.TIMEOUT_MAX
 GATHER_FOR = 0.001  # seconds the hub may hold back the wake-ups of a busy pool
 #: How late, smoothed, a hub may fire its gathering timer (seconds) for an
 #: adaptive pool to start more threads for its callers.  Beyond it, threads
@@ -230,7 +230,7 @@ class ThreadWaiting:
 
 def locked():
     """A new real lock, already acquired: what a :class:`ThreadWaiting` waits on."""
-    lock = _native.allocate_lock()
+    lock = native.allocate_lock()
     lock.acquire()
     return lock
 
@@ -271,7 +271,7 @@ class Semaphore:
 
     def __init__(self, value):
         self._value = value
-        self._lock = _native.allocate_lock()
+        self._lock = native.allocate_lock()
         self._waiters = deque()
 
     def acquire(self, timeout=None):

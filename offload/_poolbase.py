@@ -11,7 +11,7 @@ from collections import deque
 from concurrent import futures
 from typing import Any
 
-from . import _native
+from ._core import native
 from .future import Future
 
 
@@ -102,8 +102,8 @@ class PoolBase(futures.Executor):
     def _reset(self):
         """Start from nothing: on creation, and in the child after a fork
         (where the workers, and any lock they held, are gone)."""
-        self._lock = _native.allocate_lock()
-        self._queue = _native.SimpleQueue()
+        self._lock = native.allocate_lock()
+        self._queue = native.SimpleQueue()
         self._idle = deque()
         self._workers = []
         self._retired = Counters()

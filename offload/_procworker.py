@@ -13,7 +13,8 @@ from time import monotonic
 
 from gevent.monkey import get_original
 
-from . import _native, _wire
+from . import _wire
+from ._core import native
 from ._poolbase import Counters
 
 _poll = get_original("select", "poll")
@@ -22,7 +23,7 @@ _POLLIN = 0x001
 _POLLOUT = 0x004
 _POLL_ERRORS = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL
 
-_start_lock = _native.allocate_lock()  # one process start at a time, see Worker.start_process
+_start_lock = native.allocate_lock()  # one process start at a time, see Worker.start_process
 
 
 class WorkerCrashed(Exception):
@@ -72,7 +73,7 @@ class Worker:
         self.buffer = bytearray()
         self.stopping = False  # set by _terminate: do not start another process
         self.current = None  # the call whose answer the process owes, under self.lock
-        self.lock = _native.allocate_lock()
+        self.lock = native.allocate_lock()
         self.replace = False  # the process crashed or retired: start the next one now
 
     # -- the thread -------------------------------------------------------
@@ -323,7 +324,7 @@ class Worker:
 
 def _after_fork_in_child():
     global _start_lock
-    _start_lock = _native.allocate_lock()
+    _start_lock = native.allocate_lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

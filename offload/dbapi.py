@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-from . import _native
 from ._bridge import Semaphore
+from ._core import native
 from .proxy import Proxy, _unwrap_args, unwrap
 from .threadpool import ThreadPool
 
@@ -350,7 +350,7 @@ class ConnectionPool:
         self.maxconn = maxconn
         self._args = args
         self._kwargs = kwargs
-        self._lock = _native.allocate_lock()
+        self._lock = native.allocate_lock()
         self._slots = Semaphore(maxconn)
         self._idle: deque[tuple[Connection, int]] = deque()  # (connection, generation it was opened in)
         self._generation = 0  # bumped whenever a broken connection is found

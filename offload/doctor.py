@@ -30,8 +30,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import gevent
 from gevent import monkey
 
-import offload
-
+from ._version import __version__
+from .executor import call
 from .heartbeat import probe
 from .threadpool import ThreadPool
 
@@ -194,7 +194,7 @@ def check_time():
             "-",
             patched,
             lambda: time.sleep(SLEEP),
-            lambda: offload.call(time.sleep, SLEEP),
+            lambda: call(time.sleep, SLEEP),
             fix="use gevent.sleep(), or patch_all()",
             why=why,
         )
@@ -438,7 +438,7 @@ def run(args) -> dict:
     return {
         "python": platform.python_version(),
         "gevent": gevent.__version__,
-        "offload": offload.__version__,
+        "offload": __version__,
         "requested_patch": args.patch,
         "patching": patch_state(),
         "rows": [asdict(r) for r in rows],

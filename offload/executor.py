@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any, TypeVar
 
-from . import _native
+from ._core import native
 from ._poolbase import check_callable, name_of
 from .future import Future
 from .threadpool import ThreadPool
@@ -25,7 +25,7 @@ _T = TypeVar("_T")
 PoolArg = str | futures.Executor | None
 
 _default_pool = None
-_lock = _native.allocate_lock()
+_lock = native.allocate_lock()
 
 
 def get_default_pool() -> ThreadPool:
@@ -144,7 +144,7 @@ class _ExecutorFacade(futures.Executor):
 
     def __init__(self, executor):
         self.executor = executor
-        self._lock = _native.allocate_lock()
+        self._lock = native.allocate_lock()
         self._pending = set()
 
     def submit(self, fn, /, *args, **kwargs):

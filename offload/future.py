@@ -13,8 +13,8 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import TypeVar
 
-from . import _native
 from ._bridge import waiter
+from ._core import native
 
 __all__ = ["Future"]
 
@@ -31,7 +31,7 @@ class _Condition:
     __slots__ = ("_lock", "_waiters", "acquire", "release")
 
     def __init__(self):
-        self._lock = lock = _native.RLock()
+        self._lock = lock = native.RLock()
         self.acquire = lock.acquire
         self.release = lock.release
         self._waiters = []

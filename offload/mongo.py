@@ -48,7 +48,8 @@ from pymongo.cursor import RawBatchCursor as _RawBatchCursor
 from pymongo.database import Database as _Database
 from pymongo.driver_info import DriverInfo
 
-from . import __version__, _native
+from ._core import native
+from ._version import __version__
 from .executor import check_pool, resolve_pool
 from .proxy import Proxy, _unwrap_args, unwrap
 from .threadpool import ThreadPool, in_worker
@@ -99,7 +100,7 @@ def _use_real_sockets():
         return True
     if is_module_patched("threading"):
         return False
-    return _native.get_ident() != threading.main_thread().ident
+    return native.get_ident() != threading.main_thread().ident
 
 
 class _SocketModule:

@@ -32,9 +32,10 @@ from functools import partial
 from itertools import chain
 from typing import Any
 
-from . import _native, _wire
+from . import _wire
 from ._bridge import current_bridge, locked
 from ._calls import HubCall, Task, ThreadCall
+from ._core import native
 from ._poolbase import PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
 from ._procworker import Worker, WorkerCrashed
 from ._wire import RemoteTraceback
@@ -267,7 +268,7 @@ class ProcessPool(PoolBase):
             worker = Worker(self)
             self._workers.append(worker)
         try:
-            _native.start_new_thread(worker.run, ())
+            native.start_new_thread(worker.run, ())
         except BaseException:
             with self._lock:
                 self._workers.remove(worker)
@@ -308,7 +309,7 @@ class ProcessPool(PoolBase):
                 while True:
                     try:
                         item = self._queue.get_nowait()
-                    except _native.Empty:
+                    except native.Empty:
                         break
                     if item is not None:
                         drained.append(item)
@@ -363,7 +364,7 @@ class ProcessPool(PoolBase):
 
 
 _default_pool = None
-_default_lock = _native.allocate_lock()
+_default_lock = native.allocate_lock()
 
 
 def get_default_process_pool() -> ProcessPool:

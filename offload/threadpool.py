@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import gevent
 from gevent._hub_local import get_hub_if_exists
 
-from . import _native
 from ._bridge import Semaphore, current_bridge
 from ._calls import HubCall, Task, ThreadCall
+from ._core import native
 from ._pace import Pace
 from ._poolbase import Counters, PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
 from .future import Future
@@ -33,7 +33,7 @@ _DEFAULT_SIZE = 10
 _ADAPTIVE_FLOOR = 4  # threads an adaptive pool starts on demand
 
 
-class _WorkerLocal(_native.local):
+class _WorkerLocal(native.local):
     queue = None  # the queue of the ThreadPool whose worker this thread is
 
 
@@ -204,7 +204,7 @@ class ThreadPool(PoolBase):
         # callback stops the worker.
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))
         try:
-            _native.start_new_thread(
+            native.start_new_thread(
                 _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace)
             )
         except BaseException:
@@ -227,7 +227,7 @@ class ThreadPool(PoolBase):
         while True:
             try:
                 item = self._queue.get_nowait()
-            except _native.Empty:
+            except native.Empty:
                 break
             if item is not None:
                 items.append(item)

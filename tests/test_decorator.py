@@ -4,8 +4,9 @@ import gevent
 import pytest
 
 import offload
-from offload import ThreadPool, _native
+from offload import ThreadPool
 from offload import offload as offload_decorator
+from offload._core import native as _native
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Each scenario runs in a fresh interpreter (tests/modes.py): patching is global
 and cannot be undone.  Blocking is done with the *unpatched* ``time.sleep``
-(``offload._native.sleep``), a C-level call that never yields to gevent.
+(``offload._core.native.sleep``), a C-level call that never yields to gevent.
 """
 
 import modes
@@ -12,7 +12,8 @@ BEHAVIOUR = r"""
 import contextvars, sys, time, traceback
 import gevent
 import offload
-from offload import ThreadPool, _native
+from offload import ThreadPool
+from offload._core import native as _native
 
 pool = ThreadPool(4)
 main = _native.get_ident()
@@ -143,7 +144,7 @@ FORK = r"""
 import os, sys, tempfile, time
 import gevent
 import offload
-from offload import _native
+from offload._core import native as _native
 
 offload.call(_native.sleep, 0.01)
 gevent.joinall([gevent.spawn(offload.call, _native.sleep, 0.01) for _ in range(5)])
@@ -181,7 +182,7 @@ def test_fork_gives_child_a_fresh_pool(mode, loop):
 EXIT = r"""
 import gevent
 import offload
-from offload import _native
+from offload._core import native as _native
 
 offload.submit(_native.sleep, 60)       # still running at exit
 gevent.joinall([gevent.spawn(offload.call, _native.sleep, 0.01) for _ in range(20)])

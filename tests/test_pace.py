@@ -11,7 +11,8 @@ import time
 import gevent
 import pytest
 
-from offload import ThreadPool, _native
+from offload import ThreadPool
+from offload._core import native as _native
 from offload._pace import STUCK, Pace
 from offload._poolbase import Counters
 

@@ -7,7 +7,8 @@ import gevent
 import pytest
 
 import offload
-from offload import Proxy, ThreadPool, _native, unwrap
+from offload import Proxy, ThreadPool, unwrap
+from offload._core import native as _native
 
 
 class Child:

@@ -7,7 +7,8 @@ import gevent
 import pytest
 
 import offload
-from offload import ThreadPool, _native
+from offload import ThreadPool
+from offload._core import native as _native
 
 
 def test_mixed_kills_timeouts_and_thread_callers_lose_nothing():

@@ -13,7 +13,8 @@ import gevent
 import pytest
 
 import offload
-from offload import Future, ThreadPool, _native
+from offload import Future, ThreadPool
+from offload._core import native as _native
 
 sleep = _native.sleep  # C-level blocking, never yields to gevent
 

@@ -1,0 +1,71 @@
+"""Two lifecycles every pool kind shares: a default made on first use, and a
+fresh start in the child after ``os.fork()``."""
+
+import os
+import weakref
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from . import native
+
+__all__ = ["LazyDefault", "ForkRegistry"]
+
+_T = TypeVar("_T")
+
+
+class LazyDefault(Generic[_T]):
+    """A process-wide object made by *factory* the first time it is asked for.
+
+    Double-checked: the common path reads one attribute and takes no lock.
+    """
+
+    __slots__ = ("_factory", "_value", "_lock")
+
+    def __init__(self, factory: Callable[[], _T]) -> None:
+        self._factory = factory
+        self._value: _T | None = None
+        self._lock = native.allocate_lock()
+
+    def get(self) -> _T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+                value = self._value
+        return value
+
+    def peek(self) -> _T | None:
+        """The object if it was made, without making it."""
+        return self._value
+
+    def replace(self, value: _T | None) -> None:
+        """Set (or, with None, forget) the object; the next :meth:`get` makes one if None."""
+        self._value = value
+
+
+class _ForksAware(Protocol):
+    def _after_fork(self) -> None: ...
+
+
+class ForkRegistry:
+    """A weak set of objects whose ``_after_fork()`` runs in every forked child.
+
+    Only the forking thread exists in the child, so whatever the objects'
+    threads held -- locks, queues, processes -- is the parent's; each object
+    starts afresh.
+    """
+
+    def __init__(self) -> None:
+        self._objects: weakref.WeakSet[_ForksAware] = weakref.WeakSet()
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def add(self, obj: _ForksAware) -> None:
+        self._objects.add(obj)
+
+    def __iter__(self):
+        return iter(list(self._objects))
+
+    def _after_fork_in_child(self) -> None:
+        for obj in list(self._objects):
+            obj._after_fork()
