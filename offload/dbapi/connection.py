@@ -1,0 +1,150 @@
+"""The connection proxy, and the functions that open one or hand its raw object over."""
+
+from types import ModuleType
+from typing import Any
+
+from .._core.checks import check_callable
+from ..future import Future
+from ..proxy import getattribute, unwrap
+from ..threadpool import ThreadPool
+from .cursor import Cursor, is_cursor
+from .lane import Session, SessionProxy, check_module, lane_for
+
+__all__ = ["connect", "call", "submit", "Connection"]
+
+
+def connect(
+    module: ModuleType | str, *args: Any, pool: ThreadPool | None = None, **kwargs: Any
+) -> "Connection":
+    """Open a DB-API connection in a thread of its own; return a :class:`Connection` proxy.
+
+    ``module.connect(*args, **kwargs)`` runs in the connection's lane and only
+    the calling greenlet waits for it.
+
+    :param module: a DB-API 2.0 module (``psycopg2``, ``sqlite3``, ``pymysql``,
+        ``MySQLdb``, ...) or its import name.
+    :param pool: ``None`` (the default) gives the connection a new one-thread
+        :class:`~offload.ThreadPool` that it owns and shuts down on
+        :meth:`~Connection.close`.  An :class:`~offload.ThreadPool` with
+        ``max_workers=1`` pins the connection to that thread instead: several
+        connections may share it (their calls then take turns), and closing
+        the connection leaves the pool running.  Any other pool is refused,
+        because a pool of several threads cannot keep a connection on one.
+
+    Errors from the driver (``psycopg2.OperationalError``, ...) propagate
+    unchanged.
+    """
+    module = check_module(module)
+    lane, owned = lane_for(pool, module)
+    try:
+        raw = lane._call(module.connect, args, kwargs, None)
+    except BaseException:
+        if owned:
+            lane.shutdown(wait=False)
+        raise
+    return Connection(raw, Session(raw, module, lane, owned))
+
+
+def _target(target: Any) -> Session:
+    if not isinstance(target, SessionProxy):
+        raise TypeError(f"target must be an offload.dbapi Connection or Cursor, not {type(target).__name__}")
+    return getattribute(target, "_offload_session")
+
+
+def call(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(raw, *args, **kwargs)`` on *target*'s thread; return its result.
+
+    *target* is a :class:`Connection` or :class:`Cursor` proxy and ``raw`` the
+    driver's own object behind it.  Use it to hand the raw object to code that
+    needs it (``psycopg2.extras.register_hstore``, a batch of statements in
+    one round trip) without ever touching it from another thread.
+    """
+    session = _target(target)
+    check_callable(fn)
+    return session.call(fn, (unwrap(target),) + args, kwargs)
+
+
+def submit(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> Future:
+    """Queue ``fn(raw, *args, **kwargs)`` on *target*'s thread; return a :class:`~offload.Future` at once.
+
+    Like :func:`call`, but nobody waits: for code that must not block -- a
+    garbage-collection finalizer running in the hub, a caller being
+    cancelled -- yet needs the call made before any later one on the same
+    connection (a lane runs its calls in order).
+    """
+    session = _target(target)
+    check_callable(fn)
+    session.check()
+    return session.lane.submit(fn, unwrap(target), *args, **kwargs)
+
+
+class Connection(SessionProxy):
+    """A DB-API connection whose every call runs on its own thread.
+
+    Made by :func:`connect`.  The DB-API methods -- :meth:`cursor`,
+    :meth:`commit`, :meth:`rollback`, :meth:`close` -- and any other method of
+    the driver's connection (``set_session``, ``execute`` for sqlite3, ...) run
+    in the connection's lane while only the calling greenlet waits; methods
+    that return a cursor return a :class:`Cursor`.  Attribute reads happen
+    inline; attribute writes (``conn.autocommit = True``) run in the lane.
+    ``with conn:`` means what the driver says (a transaction for psycopg2 and
+    sqlite3; closing for PyMySQL), run in the lane.
+
+    Calls made by many greenlets are queued and run one at a time, in order.
+    A greenlet killed (or timed out) while its call waits in the queue
+    cancels it; a call that already runs finishes and its result is dropped.
+    """
+
+    __slots__ = ()
+
+    def _offload_wrap(self, value, name=None):
+        if value is self._offload_obj:
+            return self
+        if is_cursor(value):
+            return Cursor(value, self)
+        return value
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Cursor:
+        """A new :class:`Cursor`, made by the driver's ``cursor()`` in the lane."""
+        return Cursor(self._offload_call(self._offload_obj.cursor, args, kwargs), self)
+
+    def commit(self) -> None:
+        """Commit, in the lane."""
+        self._offload_call(self._offload_obj.commit)
+
+    def rollback(self) -> None:
+        """Roll back, in the lane."""
+        self._offload_call(self._offload_obj.rollback)
+
+    def close(self) -> None:
+        """Close the connection in its lane, then stop the lane if it owns one.
+
+        Closing twice is harmless.  Afterwards every call raises the driver's
+        ``InterfaceError``.
+        """
+        session = self._offload_session
+        if session.closed:
+            return
+        try:
+            self._offload_call(self._offload_obj.close)
+        finally:
+            session.closed = True
+            if session.owned:
+                session.lane.shutdown(wait=False)
+
+    def __del__(self):
+        # A connection dropped without close(): close it where it lives (the
+        # driver would otherwise be torn down from this thread) and stop the
+        # lane, so a forgotten connection does not keep a thread alive.
+        try:
+            session = getattribute(self, "_offload_session")
+            if not session.closed:
+                session.lane.submit(session.raw.close)
+                if session.owned:
+                    session.lane.shutdown(wait=False)
+        except Exception:  # half-built, interpreter shutdown, lane already stopped
+            return
+
+    def __repr__(self):
+        state = "closed" if self._offload_session.closed else "open"
+        return f"<offload.dbapi.Connection {state} {self._offload_obj!r}>"

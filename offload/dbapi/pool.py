@@ -1,0 +1,207 @@
+"""ConnectionPool: connections lent to greenlets, each on a thread of its own."""
+
+from collections import deque
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+from .._core import native
+from .._core.checks import check_count, check_timeout
+from .._core.waiters import CrossThreadSemaphore
+from .connection import Connection, connect
+from .lane import check_module
+
+__all__ = ["ConnectionPool"]
+
+
+class ConnectionPool:
+    """A pool of :class:`Connection` proxies for a gevent application.
+
+    ``ConnectionPool(psycopg2, dsn, minconn=1, maxconn=10)`` opens *minconn*
+    connections at once with ``offload.dbapi.connect(module, *args,
+    **kwargs)`` and up to *maxconn* as demand needs them; they stay open for
+    reuse.  Each connection has its own thread, so *maxconn* is also the most
+    threads the pool runs.
+
+    ``with pool.connection() as conn:`` lends a connection to the block.  When
+    all are in use the calling greenlet waits (only it) for one to come back.
+    At the end of the block anything not committed is rolled back, as
+    DB-API's ``close()`` would; a connection whose rollback fails -- the
+    server went away, the backend was killed -- is discarded instead of
+    reused.  After a broken one is found, idle connections opened before it
+    are checked with ``SELECT 1`` when next lent, so one server restart does
+    not fail one request per pooled connection.
+    """
+
+    def __init__(
+        self, module: ModuleType | str, *args: Any, minconn: int = 1, maxconn: int = 10, **kwargs: Any
+    ):
+        check_count("maxconn", maxconn, 1)
+        check_count("minconn", minconn, 0, maxconn)
+        if "pool" in kwargs:
+            raise TypeError("ConnectionPool gives each connection its own thread; pool= is not accepted")
+        self.module = check_module(module)
+        self.minconn = minconn
+        self.maxconn = maxconn
+        self._args = args
+        self._kwargs = kwargs
+        self._lock = native.allocate_lock()
+        self._slots = CrossThreadSemaphore(maxconn)
+        self._idle: deque[tuple[Connection, int]] = deque()  # (connection, generation it was opened in)
+        self._generation = 0  # bumped whenever a broken connection is found
+        self._size = 0
+        self._opened = self._discarded = 0
+        self._closed = False
+        try:
+            for _ in range(minconn):
+                conn = self._open()
+                self._idle.append((conn, self._generation))
+        except BaseException:
+            self.close()
+            raise
+
+    @contextmanager
+    def connection(self, timeout: float | None = None):
+        """Lend a :class:`Connection` to a ``with`` block.
+
+        :param timeout: the most seconds to wait for a free connection;
+            ``None`` waits as long as it takes.  Past it, :class:`TimeoutError`.
+        """
+        conn = self.getconn(timeout)
+        try:
+            yield conn
+        except BaseException:
+            self.putconn(conn)
+            raise
+        self.putconn(conn)
+
+    def getconn(self, timeout: float | None = None) -> Connection:
+        """Take a connection out of the pool; give it back with :meth:`putconn`."""
+        timeout = check_timeout(timeout)
+        self._check_open()
+        if not self._slots.acquire(timeout):
+            raise TimeoutError(f"no connection came free within {timeout} seconds (maxconn={self.maxconn})")
+        try:
+            self._check_open()
+            return self._checkout()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _checkout(self):
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn, generation = self._idle.pop()
+                suspect = generation < self._generation
+            if not suspect:
+                return conn
+            try:
+                alive = self._alive(conn)
+            except BaseException:
+                self._discard(conn)
+                raise
+            if alive:
+                return conn
+            self._discard(conn)
+        return self._open()
+
+    def putconn(self, conn: Connection, *, discard: bool = False) -> None:
+        """Give back a connection from :meth:`getconn`, rolled back first.
+
+        :param discard: close it instead of keeping it for reuse.
+        """
+        if not isinstance(conn, Connection):
+            raise TypeError(f"conn must be a Connection from this pool, not {type(conn).__name__}")
+        try:
+            if not discard and not self._closed and self._reset(conn):
+                with self._lock:
+                    if not self._closed:
+                        self._idle.append((conn, self._generation))
+                        return
+            self._discard(conn)
+        finally:
+            self._slots.release()
+
+    def _reset(self, conn):
+        """Roll back what the borrower left; False if the connection is broken."""
+        if conn._offload_session.closed:
+            return False
+        try:
+            conn.rollback()
+        except Exception:
+            with self._lock:
+                self._generation += 1
+            return False
+        except BaseException:
+            # Interrupted while waiting for the rollback: its state is unknown.
+            self._discard(conn)
+            raise
+        return True
+
+    def _alive(self, conn):
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute("SELECT 1")
+                cursor.fetchall()
+            finally:
+                cursor.close()
+            conn.rollback()
+        except Exception:
+            return False
+        return True
+
+    def _open(self):
+        conn = connect(self.module, *self._args, **self._kwargs)
+        with self._lock:
+            self._size += 1
+            self._opened += 1
+        return conn
+
+    def _discard(self, conn):
+        with self._lock:
+            self._size -= 1
+            self._discarded += 1
+        try:
+            conn.close()
+        except Exception:  # a broken connection may fail to close; it is gone either way
+            return
+
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError("connection pool is closed")
+
+    def close(self) -> None:
+        """Close the idle connections now and the lent ones when they come back."""
+        with self._lock:
+            self._closed = True
+            idle = list(self._idle)
+            self._idle.clear()
+        for conn, _ in idle:
+            self._discard(conn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def stats(self) -> dict:
+        """``size`` open connections, ``idle`` of them, and totals ``opened``/``discarded``."""
+        with self._lock:
+            return {
+                "size": self._size,
+                "idle": len(self._idle),
+                "in_use": self._size - len(self._idle),
+                "maxconn": self.maxconn,
+                "opened": self._opened,
+                "discarded": self._discarded,
+            }
+
+    def __repr__(self):
+        s = self.stats()
+        state = " closed" if self._closed else ""
+        name = self.module.__name__
+        return f"<offload.dbapi.ConnectionPool {name} {s['in_use']}/{s['size']} in use{state}>"
