@@ -120,10 +120,14 @@ class Connection(SessionProxy):
         """Close the connection in its lane, then stop the lane if it owns one.
 
         Closing twice is harmless.  Afterwards every call raises the driver's
-        ``InterfaceError``.
+        ``InterfaceError``.  In a process forked after the connection was
+        opened it only marks it closed: closing would end the parent's session.
         """
         session = self._offload_session
         if session.closed:
+            return
+        if session.forked:  # the parent's session: never closed from here (see Session._after_fork)
+            session.closed = True
             return
         try:
             self._offload_call(self._offload_obj.close)
@@ -138,7 +142,7 @@ class Connection(SessionProxy):
         # lane, so a forgotten connection does not keep a thread alive.
         try:
             session = getattribute(self, "_offload_session")
-            if not session.closed:
+            if not session.closed and not session.forked:
                 session.lane.submit(session.raw.close)
                 if session.owned:
                     session.lane.shutdown(wait=False)

@@ -1,5 +1,16 @@
-"""The cursor proxy: a DB-API cursor whose calls run on its connection's lane."""
+"""The cursor proxy: a DB-API cursor whose calls run on its connection's lane.
 
+Rows are never lost to a caller that gave up.  A fetch puts the rows the
+driver returned into the proxy's own buffer, in the lane, and the caller
+takes them from there: if the caller was killed or timed out meanwhile, the
+rows stay for the next fetch instead of vanishing with the dropped result.
+Every call that starts a new result (``execute``, ``executemany``,
+``callproc``, ``nextset``, ``scroll``) empties the buffer in the lane, after
+any fetch queued before it.
+"""
+
+from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..proxy import getattribute, setattribute, unwrap
@@ -27,14 +38,24 @@ class Cursor(SessionProxy):
     Iterating fetches rows in batches (one round trip per
     ``max(arraysize, 100)`` rows, or psycopg2's ``itersize``).  ``with cursor:``
     closes it at the end, for every driver (sqlite3's cursors included).
+
+    A fetch interrupted by a kill or a :class:`gevent.Timeout` keeps the rows
+    the driver returned for the next fetch, so a retry gets them; the
+    driver's ``rownumber`` then counts them as fetched.  Optional DB-API
+    extensions (``callproc``, ``nextset``, ``scroll``, ``lastrowid`` ...) are
+    there exactly when the driver's cursor has them.
     """
 
-    __slots__ = ("_offload_conn", "_offload_closed")
+    __slots__ = ("_offload_conn", "_offload_closed", "_offload_rows", "_offload_kind")
 
     def __init__(self, raw: Any, connection: "Connection") -> None:
         super().__init__(raw, getattribute(connection, "_offload_session"))
         setattribute(self, "_offload_conn", connection)
         setattribute(self, "_offload_closed", False)
+        # Rows fetched in the lane and not yet handed to a caller; the lane
+        # appends, callers take from the left (both atomic on a deque).
+        setattribute(self, "_offload_rows", deque())
+        setattribute(self, "_offload_kind", list)  # what the driver returns rows in
 
     def _offload_wrap(self, value, name=None):
         if value is self._offload_obj:
@@ -43,45 +64,71 @@ class Cursor(SessionProxy):
             return self._offload_conn
         return value
 
+    def _offload_method(self, attr, name):
+        if name in _NEW_RESULT:
+            attr = partial(_fresh, self._offload_rows, attr)
+        return super()._offload_method(attr, name)
+
     @property
     def connection(self) -> "Connection":
         """The :class:`~offload.dbapi.Connection` proxy this cursor belongs to."""
+        if not hasattr(self._offload_obj, "connection"):  # an optional DB-API extension
+            raise AttributeError(f"{type(self._offload_obj).__name__} has no attribute 'connection'")
         return self._offload_conn
 
     def execute(self, operation, *args: Any, **kwargs: Any) -> Any:
         """Run the driver's ``execute`` in the lane; what it returns, the cursor as this proxy."""
-        return self._offload_wrap(self._offload_call(self._offload_obj.execute, (operation,) + args, kwargs))
+        fn = self._offload_obj.execute
+        return self._offload_wrap(
+            self._offload_call(_fresh, (self._offload_rows, fn, operation) + args, kwargs)
+        )
 
     def executemany(self, operation, seq_of_parameters, *args: Any, **kwargs: Any) -> Any:
         """Run the driver's ``executemany`` in the lane."""
-        return self._offload_wrap(
-            self._offload_call(self._offload_obj.executemany, (operation, seq_of_parameters) + args, kwargs)
-        )
+        fn = self._offload_obj.executemany
+        args = (self._offload_rows, fn, operation, seq_of_parameters) + args
+        return self._offload_wrap(self._offload_call(_fresh, args, kwargs))
 
     def fetchone(self) -> Any:
         """The next row, or None."""
-        return self._offload_call(self._offload_obj.fetchone)
+        rows = self._offload_rows
+        if not rows:
+            self._offload_call(_one_into, (rows, self._offload_obj.fetchone))
+        return rows.popleft() if rows else None
 
-    def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
-        """The next rows, ``arraysize`` of them unless a size is given."""
-        return self._offload_call(self._offload_obj.fetchmany, args, kwargs)
+    def fetchmany(self, size: int | None = None) -> Any:
+        """The next rows, ``arraysize`` of them unless *size* is given."""
+        rows = self._offload_rows
+        if size is None:
+            size = self._offload_obj.arraysize
+        if len(rows) < size or size <= 0:
+            self._fill(self._offload_obj.fetchmany, (size - len(rows),) if size > 0 else (size,))
+        return self._offload_kind(rows.popleft() for _ in range(min(size, len(rows))))
 
     def fetchall(self) -> Any:
         """All the remaining rows."""
-        return self._offload_call(self._offload_obj.fetchall)
+        rows = self._offload_rows
+        self._fill(self._offload_obj.fetchall, ())
+        return self._offload_kind(rows.popleft() for _ in range(len(rows)))
+
+    def _fill(self, fetch, args):
+        kind = self._offload_call(_many_into, (self._offload_rows, fetch, args))
+        if kind is not self._offload_kind and kind in (list, tuple):
+            setattribute(self, "_offload_kind", kind)
 
     def close(self) -> None:
         """Close the cursor in the lane."""
         setattribute(self, "_offload_closed", True)
+        self._offload_rows.clear()
         self._offload_call(self._offload_obj.close)
 
     def __iter__(self):
         raw = self._offload_obj
         size = getattr(raw, "itersize", None) or max(getattr(raw, "arraysize", 1), _ITER_BATCH)
-        return _rows(self, raw.fetchmany, size)
+        return _rows(self, size)
 
     def __next__(self):
-        row = self._offload_call(self._offload_obj.fetchone)
+        row = self.fetchone()
         if row is None:
             raise StopIteration
         return row
@@ -107,9 +154,33 @@ class Cursor(SessionProxy):
         return f"<offload.dbapi.Cursor {self._offload_obj!r}>"
 
 
-def _rows(cursor, fetchmany, size):
+def _rows(cursor, size):
     while True:
-        rows = cursor._offload_call(fetchmany, (size,))
+        rows = cursor.fetchmany(size)
         if not rows:
             return
         yield from rows
+
+
+#: Cursor methods after which the rows held are no longer the current result's.
+_NEW_RESULT = frozenset(("callproc", "nextset", "scroll"))
+
+# What runs in the lane: the rows go into the proxy's buffer there, so a
+# caller that gave up leaves them for the next fetch.
+
+
+def _fresh(rows, fn, *args, **kwargs):
+    rows.clear()
+    return fn(*args, **kwargs)
+
+
+def _one_into(rows, fetchone):
+    row = fetchone()
+    if row is not None:
+        rows.append(row)
+
+
+def _many_into(rows, fetch, args):
+    result = fetch(*args)
+    rows.extend(result)
+    return type(result)

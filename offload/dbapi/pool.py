@@ -7,11 +7,15 @@ from typing import Any
 
 from .._core import native
 from .._core.checks import check_count, check_timeout
+from .._core.lifecycle import ForkRegistry
 from .._core.waiters import CrossThreadSemaphore
-from .connection import Connection, connect
+from .connection import Connection, call, connect
 from .lane import check_module
+from .reset import baseline, kind_of, restore
 
 __all__ = ["ConnectionPool"]
+
+_pools = ForkRegistry()
 
 
 class ConnectionPool:
@@ -25,33 +29,51 @@ class ConnectionPool:
 
     ``with pool.connection() as conn:`` lends a connection to the block.  When
     all are in use the calling greenlet waits (only it) for one to come back.
-    At the end of the block anything not committed is rolled back, as
-    DB-API's ``close()`` would; a connection whose rollback fails -- the
-    server went away, the backend was killed -- is discarded instead of
-    reused.  After a broken one is found, idle connections opened before it
-    are checked with ``SELECT 1`` when next lent, so one server restart does
-    not fail one request per pooled connection.
+    At the end of the block anything not committed is rolled back, and the
+    session is reset to what it was when the pool opened it (autocommit,
+    isolation level, ``SET`` variables, temporary tables...; exactly what,
+    per driver, is in :mod:`offload.dbapi.reset`), so no borrower inherits
+    another's state.  A connection whose reset fails -- the server went away,
+    the backend was killed -- is discarded instead of reused.  After a broken
+    one is found, idle connections opened before it are checked with
+    ``SELECT 1`` when next lent, so one server restart does not fail one
+    request per pooled connection.
+
+    :param reset: ``"session"`` (the default) resets as above;
+        ``"rollback"`` only rolls back; a function ``reset(raw)`` is called
+        with the driver's connection, in its thread, after the rollback.
+
+    After ``os.fork()`` the child's pool starts empty: the connections the
+    parent opened are dropped there without being closed (closing would end
+    the parent's sessions, see :meth:`Session._after_fork
+    <offload.dbapi.lane.Session._after_fork>`), and the child opens its own.
     """
 
     def __init__(
-        self, module: ModuleType | str, *args: Any, minconn: int = 1, maxconn: int = 10, **kwargs: Any
+        self,
+        module: ModuleType | str,
+        *args: Any,
+        minconn: int = 1,
+        maxconn: int = 10,
+        reset: Any = "session",
+        **kwargs: Any,
     ):
         check_count("maxconn", maxconn, 1)
         check_count("minconn", minconn, 0, maxconn)
         if "pool" in kwargs:
             raise TypeError("ConnectionPool gives each connection its own thread; pool= is not accepted")
+        if reset not in ("session", "rollback") and not callable(reset):
+            raise ValueError(f'reset must be "session", "rollback" or a function, not {reset!r}')
         self.module = check_module(module)
         self.minconn = minconn
         self.maxconn = maxconn
         self._args = args
         self._kwargs = kwargs
-        self._lock = native.allocate_lock()
-        self._slots = CrossThreadSemaphore(maxconn)
-        self._idle: deque[tuple[Connection, int]] = deque()  # (connection, generation it was opened in)
-        self._generation = 0  # bumped whenever a broken connection is found
-        self._size = 0
-        self._opened = self._discarded = 0
+        self._kind = kind_of(self.module)
+        self._how = reset
         self._closed = False
+        self._start()
+        _pools.add(self)
         try:
             for _ in range(minconn):
                 conn = self._open()
@@ -74,6 +96,20 @@ class ConnectionPool:
             self.putconn(conn)
             raise
         self.putconn(conn)
+
+    def _start(self):
+        """The pool's state, empty: on creation, and in a forked child."""
+        self._lock = native.allocate_lock()
+        self._slots = CrossThreadSemaphore(self.maxconn)
+        self._idle: deque[tuple[Connection, int]] = deque()  # (connection, generation it was opened in)
+        self._generation = 0  # bumped whenever a broken connection is found
+        self._size = 0
+        self._opened = self._discarded = 0
+
+    def _after_fork(self):
+        # The parent's connections, idle or lent, are the parent's: each
+        # session has made itself harmless here; the child opens its own.
+        self._start()
 
     def getconn(self, timeout: float | None = None) -> Connection:
         """Take a connection out of the pool; give it back with :meth:`putconn`."""
@@ -114,6 +150,8 @@ class ConnectionPool:
         """
         if not isinstance(conn, Connection):
             raise TypeError(f"conn must be a Connection from this pool, not {type(conn).__name__}")
+        if conn._offload_session.forked:
+            return  # lent before a fork: the parent's, never counted by this process's pool
         try:
             if not discard and not self._closed and self._reset(conn):
                 with self._lock:
@@ -125,11 +163,12 @@ class ConnectionPool:
             self._slots.release()
 
     def _reset(self, conn):
-        """Roll back what the borrower left; False if the connection is broken."""
-        if conn._offload_session.closed:
+        """Roll back and reset what the borrower left; False if the connection is broken."""
+        session = conn._offload_session
+        if session.closed:
             return False
         try:
-            conn.rollback()
+            call(conn, restore, self._kind, session.settings or {}, self._how)
         except Exception:
             with self._lock:
                 self._generation += 1
@@ -155,12 +194,19 @@ class ConnectionPool:
 
     def _open(self):
         conn = connect(self.module, *self._args, **self._kwargs)
+        try:
+            conn._offload_session.settings = call(conn, baseline, self._kind)
+        except BaseException:
+            conn.close()
+            raise
         with self._lock:
             self._size += 1
             self._opened += 1
         return conn
 
     def _discard(self, conn):
+        if conn._offload_session.forked:
+            return  # see putconn
         with self._lock:
             self._size -= 1
             self._discarded += 1
