@@ -47,7 +47,9 @@ def _fetch_with_retries(cur):
 
 @pytest.fixture
 def conn():
-    c = db.connect(sqlite3, ":memory:")
+    # Without cancels: a fetch whose caller timed out runs to its end (the
+    # case where rows used to vanish); with them, see the test further down.
+    c = db.connect(sqlite3, ":memory:", cancel_on_abandon=False)
     c.create_function("slow", 1, _slow)
     yield c
     c.close()
@@ -112,6 +114,21 @@ def test_a_fetchmany_killed_midway_leaves_its_rows_for_fetchall(conn):
     assert cur.fetchall() == [(1,), (2,), (3,), (4,)]
 
 
+def test_a_cancelled_fetch_fails_the_retry_instead_of_ending_the_rows():
+    conn = db.connect(sqlite3, ":memory:")  # cancel_on_abandon: the timeout interrupts the query
+    conn.create_function("slow", 1, _slow)
+    cur = conn.cursor()
+    cur.execute("SELECT slow(1) UNION ALL SELECT slow(2) UNION ALL SELECT slow(3)")
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.1):
+        cur.fetchall()
+    with pytest.raises(sqlite3.InterfaceError, match="caller went away") as info:
+        cur.fetchall()  # before: [] -- the remaining rows silently gone
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert conn.execute("SELECT 7").fetchone() == (7,)  # the connection itself is fine
+    assert db.stats(conn)["cancels_effective"] == 1
+    conn.close()
+
+
 def test_execute_after_an_abandoned_fetch_starts_clean(conn):
     cur = conn.cursor()
     cur.execute("SELECT slow(1) UNION ALL SELECT slow(2)")
@@ -141,7 +158,10 @@ psycopg2 = pytest.importorskip("psycopg2")
 def pg():
     try:
         c = db.connect(
-            psycopg2, services.POSTGRES_DSN + " application_name=dbapi_contract", connect_timeout=3
+            psycopg2,
+            services.POSTGRES_DSN + " application_name=dbapi_contract",
+            connect_timeout=3,
+            cancel_on_abandon=False,
         )
     except psycopg2.OperationalError as exc:
         services.unavailable(f"PostgreSQL: {exc}")

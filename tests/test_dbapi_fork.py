@@ -8,24 +8,18 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 
 import modes
 import pytest
 import services
+from test_dbapi_cancel import postgres_for
 
 psycopg2 = pytest.importorskip("psycopg2")
 
 
 @pytest.fixture(scope="module")
 def dsn():
-    name = f"dbapi_fork_{uuid.uuid4().hex[:8]}"
-    dsn = f"{services.POSTGRES_DSN} application_name={name}"
-    try:
-        psycopg2.connect(dsn, connect_timeout=3).close()
-    except psycopg2.OperationalError as exc:
-        services.unavailable(f"PostgreSQL: {exc}")
-    return dsn
+    return postgres_for("dbapi_fork")[0]
 
 
 def _alive(dsn, pids):

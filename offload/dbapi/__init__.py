@@ -21,11 +21,13 @@ driver's traceback.
 
 The package: :mod:`~offload.dbapi.lane` (the path every call takes),
 :mod:`~offload.dbapi.connection`, :mod:`~offload.dbapi.cursor`,
-:mod:`~offload.dbapi.pool`.
+:mod:`~offload.dbapi.pool`, :mod:`~offload.dbapi.reset` (what a pool resets),
+:mod:`~offload.dbapi.cancel` (how a statement is stopped) and
+:mod:`~offload.dbapi.hub` (calls made from the hub).
 """
 
-from .connection import Connection, call, connect, submit
+from .connection import Connection, call, connect, stats, submit
 from .cursor import Cursor
 from .pool import ConnectionPool
 
-__all__ = ["connect", "call", "submit", "Connection", "Cursor", "ConnectionPool"]
+__all__ = ["connect", "call", "submit", "stats", "Connection", "Cursor", "ConnectionPool"]

@@ -3,18 +3,22 @@
 from types import ModuleType
 from typing import Any
 
-from .._core.checks import check_callable
+from .._core.checks import check_bool, check_callable
 from ..future import Future
 from ..proxy import getattribute, unwrap
 from ..threadpool import ThreadPool
 from .cursor import Cursor, is_cursor
 from .lane import Session, SessionProxy, check_module, lane_for
 
-__all__ = ["connect", "call", "submit", "Connection"]
+__all__ = ["connect", "call", "submit", "stats", "Connection"]
 
 
 def connect(
-    module: ModuleType | str, *args: Any, pool: ThreadPool | None = None, **kwargs: Any
+    module: ModuleType | str,
+    *args: Any,
+    pool: ThreadPool | None = None,
+    cancel_on_abandon: bool = True,
+    **kwargs: Any,
 ) -> "Connection":
     """Open a DB-API connection in a thread of its own; return a :class:`Connection` proxy.
 
@@ -30,19 +34,41 @@ def connect(
         connections may share it (their calls then take turns), and closing
         the connection leaves the pool running.  Any other pool is refused,
         because a pool of several threads cannot keep a connection on one.
+    :param cancel_on_abandon: when a caller goes away (killed, timed out)
+        while its statement runs, ask the server to stop the statement (see
+        :doc:`cancellation`).  ``False`` lets it run to its end.
 
     Errors from the driver (``psycopg2.OperationalError``, ...) propagate
     unchanged.
     """
-    module = check_module(module)
+    return open_connection(check_module(module), args, kwargs, pool, cancel_on_abandon, None)
+
+
+def open_connection(module, args, kwargs, pool, cancel_on_abandon, counters) -> "Connection":
+    """:func:`connect`, with the :class:`~offload.dbapi.lane.Stats` to count in (a pool's)."""
+    check_bool("cancel_on_abandon", cancel_on_abandon)
     lane, owned = lane_for(pool, module)
+    opening = lane.submit(module.connect, *args, **kwargs)
     try:
-        raw = lane._call(module.connect, args, kwargs, None)
+        raw = opening.result()
     except BaseException:
+        # The caller went away (or connect failed): close what the lane may
+        # still open, and stop a lane nobody will use.
+        opening.add_done_callback(lambda f: _abandon_open(f, lane, owned))
+        raise
+    dial = (args, kwargs)
+    return Connection(
+        raw, Session(raw, module, lane, owned, dial=dial, cancel_on_abandon=cancel_on_abandon, stats=counters)
+    )
+
+
+def _abandon_open(future, lane, owned):
+    try:
+        if future.exception() is None:
+            future.result().close()
+    finally:
         if owned:
             lane.shutdown(wait=False)
-        raise
-    return Connection(raw, Session(raw, module, lane, owned))
 
 
 def _target(target: Any) -> Session:
@@ -78,6 +104,17 @@ def submit(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> F
     return session.lane.submit(fn, unwrap(target), *args, **kwargs)
 
 
+def stats(target: "Connection | Cursor") -> dict:
+    """What happened to *target*'s connection's calls whose callers went away, and hub calls.
+
+    ``abandoned``, ``cancels_sent``, ``cancels_effective``, ``cancel_seconds``
+    (the longest a cancelled statement took to end), ``hub_blocking``,
+    ``hub_deferred``; for a pooled connection, the pool's totals (see
+    :meth:`ConnectionPool.stats <offload.dbapi.ConnectionPool.stats>`).
+    """
+    return _target(target).stats.snapshot()
+
+
 class Connection(SessionProxy):
     """A DB-API connection whose every call runs on its own thread.
 
@@ -92,7 +129,10 @@ class Connection(SessionProxy):
 
     Calls made by many greenlets are queued and run one at a time, in order.
     A greenlet killed (or timed out) while its call waits in the queue
-    cancels it; a call that already runs finishes and its result is dropped.
+    cancels it; while its statement runs, the server is asked to stop it
+    (psycopg2, psycopg, PyMySQL, mysqlclient, sqlite3; see
+    :doc:`cancellation`), and other drivers' calls finish and their result
+    is dropped.
     """
 
     __slots__ = ()
@@ -113,8 +153,8 @@ class Connection(SessionProxy):
         self._offload_call(self._offload_obj.commit)
 
     def rollback(self) -> None:
-        """Roll back, in the lane."""
-        self._offload_call(self._offload_obj.rollback)
+        """Roll back, in the lane (from the hub: queued, see :mod:`offload.dbapi.hub`)."""
+        self._offload_session.call(self._offload_obj.rollback, deferrable=True)
 
     def close(self) -> None:
         """Close the connection in its lane, then stop the lane if it owns one.
@@ -130,7 +170,7 @@ class Connection(SessionProxy):
             session.closed = True
             return
         try:
-            self._offload_call(self._offload_obj.close)
+            session.call(self._offload_obj.close, deferrable=True)  # from the hub: queued
         finally:
             session.closed = True
             if session.owned:

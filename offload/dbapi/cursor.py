@@ -54,7 +54,7 @@ class Cursor(SessionProxy):
         setattribute(self, "_offload_closed", False)
         # Rows fetched in the lane and not yet handed to a caller; the lane
         # appends, callers take from the left (both atomic on a deque).
-        setattribute(self, "_offload_rows", deque())
+        setattribute(self, "_offload_rows", _Rows())
         setattribute(self, "_offload_kind", list)  # what the driver returns rows in
 
     def _offload_wrap(self, value, name=None):
@@ -93,8 +93,31 @@ class Cursor(SessionProxy):
         """The next row, or None."""
         rows = self._offload_rows
         if not rows:
-            self._offload_call(_one_into, (rows, self._offload_obj.fetchone))
+            self._hop(_one_into, (rows, self._offload_obj.fetchone))
         return rows.popleft() if rows else None
+
+    def _hop(self, fetch_into, args):
+        """Run a fetch in the lane; raise instead what a fetch nobody waited for left."""
+        rows = self._offload_rows
+        self._raise_left(rows)
+        try:
+            result = self._offload_call(fetch_into, args)
+        except BaseException as exc:
+            if exc is rows.error:  # this caller got it: nobody else should
+                rows.error = None
+            raise
+        self._raise_left(rows)  # an abandoned fetch queued before this one failed meanwhile
+        return result
+
+    def _raise_left(self, rows):
+        error = rows.error
+        if error is not None:
+            rows.error = None
+            raise self._offload_session.error(
+                "InterfaceError",
+                f"an earlier fetch on this cursor failed after its caller went away ({error!r}); "
+                "the rows from there on cannot be fetched: execute the query again",
+            ) from error
 
     def fetchmany(self, size: int | None = None) -> Any:
         """The next rows, ``arraysize`` of them unless *size* is given."""
@@ -112,7 +135,7 @@ class Cursor(SessionProxy):
         return self._offload_kind(rows.popleft() for _ in range(len(rows)))
 
     def _fill(self, fetch, args):
-        kind = self._offload_call(_many_into, (self._offload_rows, fetch, args))
+        kind = self._hop(_many_into, (self._offload_rows, fetch, args))
         if kind is not self._offload_kind and kind in (list, tuple):
             setattribute(self, "_offload_kind", kind)
 
@@ -169,18 +192,36 @@ _NEW_RESULT = frozenset(("callproc", "nextset", "scroll"))
 # caller that gave up leaves them for the next fetch.
 
 
+class _Rows(deque):
+    """Rows fetched and not yet taken, and the error of a fetch nobody waited for."""
+
+    error: BaseException | None = None
+
+
 def _fresh(rows, fn, *args, **kwargs):
     rows.clear()
+    rows.error = None
     return fn(*args, **kwargs)
 
 
+def _failed(rows, exc):
+    rows.error = exc  # for the caller, if still there; else for the next fetch (see Cursor._hop)
+    return exc
+
+
 def _one_into(rows, fetchone):
-    row = fetchone()
+    try:
+        row = fetchone()
+    except BaseException as exc:
+        raise _failed(rows, exc)  # noqa: B904 -- the driver's own exception, re-raised as it is
     if row is not None:
         rows.append(row)
 
 
 def _many_into(rows, fetch, args):
-    result = fetch(*args)
+    try:
+        result = fetch(*args)
+    except BaseException as exc:
+        raise _failed(rows, exc)  # noqa: B904 -- the driver's own exception, re-raised as it is
     rows.extend(result)
     return type(result)

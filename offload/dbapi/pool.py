@@ -6,11 +6,12 @@ from types import ModuleType
 from typing import Any
 
 from .._core import native
-from .._core.checks import check_count, check_timeout
+from .._core.checks import check_bool, check_count, check_timeout
 from .._core.lifecycle import ForkRegistry
 from .._core.waiters import CrossThreadSemaphore
-from .connection import Connection, call, connect
-from .lane import check_module
+from .connection import Connection, call, open_connection
+from .hub import in_hub
+from .lane import Stats, check_module
 from .reset import baseline, kind_of, restore
 
 __all__ = ["ConnectionPool"]
@@ -39,6 +40,8 @@ class ConnectionPool:
     ``SELECT 1`` when next lent, so one server restart does not fail one
     request per pooled connection.
 
+    :param cancel_on_abandon: ask the server to stop a statement whose
+        caller went away (see :doc:`cancellation`); ``False`` lets it run.
     :param reset: ``"session"`` (the default) resets as above;
         ``"rollback"`` only rolls back; a function ``reset(raw)`` is called
         with the driver's connection, in its thread, after the rollback.
@@ -56,6 +59,7 @@ class ConnectionPool:
         minconn: int = 1,
         maxconn: int = 10,
         reset: Any = "session",
+        cancel_on_abandon: bool = True,
         **kwargs: Any,
     ):
         check_count("maxconn", maxconn, 1)
@@ -71,6 +75,8 @@ class ConnectionPool:
         self._kwargs = kwargs
         self._kind = kind_of(self.module)
         self._how = reset
+        self._cancel = check_bool("cancel_on_abandon", cancel_on_abandon)
+        self._counters = Stats()
         self._closed = False
         self._start()
         _pools.add(self)
@@ -88,12 +94,21 @@ class ConnectionPool:
 
         :param timeout: the most seconds to wait for a free connection;
             ``None`` waits as long as it takes.  Past it, :class:`TimeoutError`.
+
+        A block left by an exception gives the connection back reset, as
+        always.  A block left because its greenlet was killed or timed out
+        returns at once: the statement still running is cancelled (see
+        :doc:`cancellation`), and the connection is reset in its lane after
+        it ends, before anyone else can borrow it.
         """
         conn = self.getconn(timeout)
         try:
             yield conn
-        except BaseException:
+        except Exception:
             self.putconn(conn)
+            raise
+        except BaseException:
+            self._give_back(conn, wait=False)
             raise
         self.putconn(conn)
 
@@ -144,56 +159,74 @@ class ConnectionPool:
         return self._open()
 
     def putconn(self, conn: Connection, *, discard: bool = False) -> None:
-        """Give back a connection from :meth:`getconn`, rolled back first.
+        """Give back a connection from :meth:`getconn`, rolled back and reset first.
 
         :param discard: close it instead of keeping it for reuse.
+
+        From the hub, or while a call whose caller went away still runs on
+        the connection, it returns at once and the reset runs in the
+        connection's lane; the connection is lent again only after it.
         """
         if not isinstance(conn, Connection):
             raise TypeError(f"conn must be a Connection from this pool, not {type(conn).__name__}")
-        if conn._offload_session.forked:
-            return  # lent before a fork: the parent's, never counted by this process's pool
-        try:
-            if not discard and not self._closed and self._reset(conn):
-                with self._lock:
-                    if not self._closed:
-                        self._idle.append((conn, self._generation))
-                        return
-            self._discard(conn)
-        finally:
-            self._slots.release()
+        self._give_back(conn, discard, wait=not (in_hub() or conn._offload_session.busy()))
 
-    def _reset(self, conn):
-        """Roll back and reset what the borrower left; False if the connection is broken."""
+    def _give_back(self, conn, discard=False, wait=True):
         session = conn._offload_session
-        if session.closed:
-            return False
+        if session.forked:
+            return  # lent before a fork: the parent's, never counted by this process's pool
+        if discard or self._closed or session.closed:
+            self._settle(conn, False, wait)
+        elif wait:
+            try:
+                ok = call(conn, self._restore, session)
+            except BaseException:
+                # Interrupted while waiting for the reset: its outcome is unknown.
+                self._settle(conn, False, wait=False)
+                raise
+            self._settle(conn, ok)
+        else:
+            if in_hub():
+                self._counters.add("hub_deferred")
+            future = session.lane.submit(self._restore, session.raw, session)
+            future.add_done_callback(
+                lambda f: self._settle(conn, f.exception() is None and f.result(), False)
+            )
+
+    def _restore(self, raw, session):
+        """In the lane: reset what the borrower left; False if the connection is broken."""
         try:
-            call(conn, restore, self._kind, session.settings or {}, self._how)
+            restore(raw, self._kind, session.settings or {}, self._how)
+            if session.dirty:  # a cancel was sent: make sure it is spent and the session answers
+                session.dirty = False
+                _ping(raw)
         except Exception:
             with self._lock:
                 self._generation += 1
             return False
-        except BaseException:
-            # Interrupted while waiting for the rollback: its state is unknown.
-            self._discard(conn)
-            raise
         return True
+
+    def _settle(self, conn, ok, wait=True):
+        """Put *conn* back among the idle if *ok*, else discard it; free its slot (any thread)."""
+        try:
+            if ok:
+                with self._lock:
+                    if not self._closed:
+                        self._idle.append((conn, self._generation))
+                        return
+            self._discard(conn, wait)
+        finally:
+            self._slots.release()
 
     def _alive(self, conn):
         try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute("SELECT 1")
-                cursor.fetchall()
-            finally:
-                cursor.close()
-            conn.rollback()
+            call(conn, _ping)
         except Exception:
             return False
         return True
 
     def _open(self):
-        conn = connect(self.module, *self._args, **self._kwargs)
+        conn = open_connection(self.module, self._args, self._kwargs, None, self._cancel, self._counters)
         try:
             conn._offload_session.settings = call(conn, baseline, self._kind)
         except BaseException:
@@ -204,12 +237,20 @@ class ConnectionPool:
             self._opened += 1
         return conn
 
-    def _discard(self, conn):
-        if conn._offload_session.forked:
-            return  # see putconn
+    def _discard(self, conn, wait=True):
+        """Close *conn* and forget it; without *wait*, the close is queued in its lane."""
+        session = conn._offload_session
+        if session.forked:
+            return  # see _give_back
         with self._lock:
             self._size -= 1
             self._discarded += 1
+        if not wait and not session.closed:
+            session.closed = True
+            session.lane.submit(session.raw.close)
+            if session.owned:
+                session.lane.shutdown(wait=False)
+            return
         try:
             conn.close()
         except Exception:  # a broken connection may fail to close; it is gone either way
@@ -235,9 +276,12 @@ class ConnectionPool:
         self.close()
 
     def stats(self) -> dict:
-        """``size`` open connections, ``idle`` of them, and totals ``opened``/``discarded``."""
+        """``size`` open connections, ``idle`` of them, totals ``opened``/``discarded``,
+        and what :func:`offload.dbapi.stats` counts, for all the pool's connections:
+        ``abandoned``, ``cancels_sent``, ``cancels_effective``, ``cancel_seconds``,
+        ``hub_blocking``, ``hub_deferred``."""
         with self._lock:
-            return {
+            sizes = {
                 "size": self._size,
                 "idle": len(self._idle),
                 "in_use": self._size - len(self._idle),
@@ -245,9 +289,21 @@ class ConnectionPool:
                 "opened": self._opened,
                 "discarded": self._discarded,
             }
+        return dict(sizes, **self._counters.snapshot())
 
     def __repr__(self):
         s = self.stats()
         state = " closed" if self._closed else ""
         name = self.module.__name__
         return f"<offload.dbapi.ConnectionPool {name} {s['in_use']}/{s['size']} in use{state}>"
+
+
+def _ping(raw):
+    """In the lane: raise unless the connection answers ``SELECT 1``."""
+    cursor = raw.cursor()
+    try:
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+    finally:
+        cursor.close()
+    raw.rollback()
