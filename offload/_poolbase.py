@@ -10,15 +10,18 @@ same, and lives here.
 
 import abc
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from time import monotonic
-from typing import Any
+from typing import Any, TypeVar
 
 from ._core import native
-from ._core.calls import QueueItem
+from ._core.calls import FutureCall, QueueItem
+from ._core.checks import check_callable, check_count, check_timeout
 from ._core.pace import Pace
 from .future import Future
+
+_T = TypeVar("_T")
 
 #: How a pool runs one call it took off the queue: (value, error), never raises.
 Execute = Callable[[QueueItem], "tuple[Any, BaseException | None]"]
@@ -154,6 +157,62 @@ class PoolBase(futures.Executor):
         self._retired = Counters()
         self._submitted = 0
         self._stopped = Future()
+
+    @abc.abstractmethod
+    def _in_own_worker(self) -> bool:
+        """Whether the caller is one of this pool's workers (its calls run inline)."""
+
+    @abc.abstractmethod
+    def _pack(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """The work a queue item carries to a worker for ``fn(*args, **kwargs)``."""
+
+    @abc.abstractmethod
+    def _put(self, item: Any) -> bool:
+        """Queue *item*; True if it must wait for a busy worker."""
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
+
+        Waiting on the future's ``result()`` parks only the calling greenlet
+        (in a plain thread, it blocks the thread).  From one of the pool's
+        own workers the call runs at once, inline, and the future comes back
+        done.
+        """
+        check_callable(fn)
+        if self._in_own_worker():
+            return run_inline(fn, args, kwargs)
+        future: Future[_T] = Future()
+        self._put(FutureCall(future, self._pack(fn, args, kwargs)))
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[_T]:
+        """Like :func:`map`, with each call made in the pool; results in order.
+
+        Every call is submitted before this returns (and, for processes,
+        pickled); each result is awaited cooperatively, and leaving the
+        iterator early cancels the calls that have not started.
+
+        :param timeout: seconds from this call until the iterator raises
+            :exc:`TimeoutError` for a result not yet ready.
+        :param chunksize: for a :class:`~offload.ProcessPool`, how many calls
+            travel to a process together: large chunks save round trips for
+            many small calls, and an exception fails its whole chunk.  A
+            :class:`~offload.ThreadPool` accepts and ignores it, as
+            :class:`concurrent.futures.ThreadPoolExecutor` does.
+        """
+        check_callable(fn)
+        timeout = check_timeout(timeout)
+        check_count("chunksize", chunksize, 1)
+        return self._map(fn, iterables, timeout, chunksize)
+
+    def _map(self, fn, iterables, timeout, chunksize):
+        return super().map(fn, *iterables, timeout=timeout)
 
     @property
     def max_workers(self) -> int:
