@@ -30,6 +30,7 @@ from ._core.checks import (
     name_of,
 )
 from ._core.lifecycle import ForkRegistry
+from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
 from ._poolbase import Counters, PoolBase, serve
@@ -194,8 +195,9 @@ class ThreadPool(PoolBase):
         with self._lock:
             if len(self._workers) >= self._max_workers or self._is_shutdown:
                 return
-            counters = Counters()
+            counters = Counters(self.name)
             self._workers.append(counters)
+            started = len(self._workers)
         queue = self._queue
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
@@ -209,6 +211,7 @@ class ThreadPool(PoolBase):
             with self._lock:
                 self._workers.remove(counters)
             raise
+        logger.debug("%s: started thread %d of %d", self.name, started, self._max_workers)
 
     def _retire(self, counters):
         with self._lock:
