@@ -7,7 +7,6 @@ through :meth:`Session.call`, so what a call checks first (closed, forked)
 and how it waits is written once.
 """
 
-import contextvars
 import importlib
 import os
 from time import monotonic
@@ -20,7 +19,7 @@ from .._core.calls import HubCall, ThreadCall
 from .._core.checks import name_of
 from .._core.lifecycle import ForkRegistry
 from ..proxy import ProxyBase, setattribute, unwrap, unwrap_args
-from ..threadpool import ThreadPool, ThreadWork, _tls
+from ..threadpool import ThreadPool, _tls
 from .cancel import cancel_pool, canceller_for
 from .hub import in_hub, warn_blocking
 
@@ -181,7 +180,7 @@ class Session:
             self.stats.add("hub_blocking")
             warn_blocking(name_of(fn))
         run = _Run()
-        work = ThreadWork(self._run, (run, fn, args, kwargs), {}, contextvars.copy_context())
+        work = lane._pack(self._run, (run, fn, args, kwargs), {})
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         if lane._put(item) and bridge is not None:
             bridge.gather()
