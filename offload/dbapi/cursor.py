@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..proxy import getattribute, setattribute, unwrap
 from .lane import SessionProxy
+from .reset import kind_of
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -46,16 +47,22 @@ class Cursor(SessionProxy):
     there exactly when the driver's cursor has them.
     """
 
-    __slots__ = ("_offload_conn", "_offload_closed", "_offload_rows", "_offload_kind")
+    __slots__ = ("_offload_conn", "_offload_closed", "_offload_rows", "_offload_buffered", "_offload_batch")
 
     def __init__(self, raw: Any, connection: "Connection") -> None:
-        super().__init__(raw, getattribute(connection, "_offload_session"))
+        session = getattribute(connection, "_offload_session")
+        super().__init__(raw, session)
         setattribute(self, "_offload_conn", connection)
         setattribute(self, "_offload_closed", False)
         # Rows fetched in the lane and not yet handed to a caller; the lane
         # appends, callers take from the left (both atomic on a deque).
         setattribute(self, "_offload_rows", _Rows())
-        setattribute(self, "_offload_kind", list)  # what the driver returns rows in
+        kind = kind_of(session.module)
+        # The driver holds the whole result after execute: bring it back in the same hop.
+        setattribute(self, "_offload_buffered", raw if _buffers_on_execute(raw, kind) else None)
+        # A server-side cursor: fetchone reads a batch (itersize rows) per hop.
+        named = kind == "psycopg2" and getattr(raw, "name", None) is not None
+        setattribute(self, "_offload_batch", named)
 
     def _offload_wrap(self, value, name=None):
         if value is self._offload_obj:
@@ -65,7 +72,9 @@ class Cursor(SessionProxy):
         return value
 
     def _offload_method(self, attr, name):
-        if name in _NEW_RESULT:
+        if name == "scroll":
+            attr = partial(_rewound, self._offload_rows, self._offload_obj, attr)
+        elif name in _NEW_RESULT:
             attr = partial(_fresh, self._offload_rows, attr)
         return super()._offload_method(attr, name)
 
@@ -76,12 +85,23 @@ class Cursor(SessionProxy):
             raise AttributeError(f"{type(self._offload_obj).__name__} has no attribute 'connection'")
         return self._offload_conn
 
+    @property
+    def rownumber(self) -> int | None:
+        """The driver's ``rownumber``, less the rows this proxy holds and has not handed out."""
+        number = self._offload_obj.rownumber  # AttributeError where the driver has none
+        return number - len(self._offload_rows) if number is not None else None
+
     def execute(self, operation, *args: Any, **kwargs: Any) -> Any:
-        """Run the driver's ``execute`` in the lane; what it returns, the cursor as this proxy."""
+        """Run the driver's ``execute`` in the lane; what it returns, the cursor as this proxy.
+
+        Where the driver holds the whole result once ``execute`` returns
+        (psycopg2's and psycopg's client-side cursors, PyMySQL's buffered
+        ones), the rows come back in the same hop and the fetches that follow
+        take them without one.
+        """
         fn = self._offload_obj.execute
-        return self._offload_wrap(
-            self._offload_call(_fresh, (self._offload_rows, fn, operation) + args, kwargs)
-        )
+        args = (self._offload_rows, self._offload_buffered, fn, operation) + args
+        return self._offload_wrap(self._offload_call(_execute, args, kwargs))
 
     def executemany(self, operation, seq_of_parameters, *args: Any, **kwargs: Any) -> Any:
         """Run the driver's ``executemany`` in the lane."""
@@ -92,7 +112,13 @@ class Cursor(SessionProxy):
     def fetchone(self) -> Any:
         """The next row, or None."""
         rows = self._offload_rows
-        if not rows:
+        if rows:
+            return rows.popleft()
+        if rows.complete:
+            return rows.end(None)
+        if self._offload_batch:
+            self._fill(self._offload_obj.fetchmany, (self._offload_obj.itersize,))
+        else:
             self._hop(_one_into, (rows, self._offload_obj.fetchone))
         return rows.popleft() if rows else None
 
@@ -124,20 +150,25 @@ class Cursor(SessionProxy):
         rows = self._offload_rows
         if size is None:
             size = self._offload_obj.arraysize
-        if len(rows) < size or size <= 0:
+        if rows.complete:
+            if not rows:
+                rows.end(None)
+        elif len(rows) < size or size <= 0:
             self._fill(self._offload_obj.fetchmany, (size - len(rows),) if size > 0 else (size,))
-        return self._offload_kind(rows.popleft() for _ in range(min(size, len(rows))))
+        return rows.kind(rows.popleft() for _ in range(min(size, len(rows))))
 
     def fetchall(self) -> Any:
         """All the remaining rows."""
         rows = self._offload_rows
-        self._fill(self._offload_obj.fetchall, ())
-        return self._offload_kind(rows.popleft() for _ in range(len(rows)))
+        if rows.complete:
+            if not rows:
+                rows.end(None)
+        else:
+            self._fill(self._offload_obj.fetchall, ())
+        return rows.kind(rows.popleft() for _ in range(len(rows)))
 
     def _fill(self, fetch, args):
-        kind = self._hop(_many_into, (self._offload_rows, fetch, args))
-        if kind is not self._offload_kind and kind in (list, tuple):
-            setattribute(self, "_offload_kind", kind)
+        self._hop(_many_into, (self._offload_rows, fetch, args))
 
     def close(self) -> None:
         """Close the cursor in the lane."""
@@ -186,21 +217,72 @@ def _rows(cursor, size):
 
 
 #: Cursor methods after which the rows held are no longer the current result's.
-_NEW_RESULT = frozenset(("callproc", "nextset", "scroll"))
+_NEW_RESULT = frozenset(("callproc", "nextset"))
 
 # What runs in the lane: the rows go into the proxy's buffer there, so a
 # caller that gave up leaves them for the next fetch.
 
 
 class _Rows(deque):
-    """Rows fetched and not yet taken, and the error of a fetch nobody waited for."""
+    """Rows fetched and not yet taken, and what is known about the rest."""
 
-    error: BaseException | None = None
+    error: BaseException | None = None  # of a fetch nobody waited for (see Cursor._hop)
+    complete = False  # all the result's rows are here: fetches need no hop
+    pending: BaseException | None = None  # raised by the driver's fetch in the execute hop
+    kind: type = list  # what the driver returns rows in (PyMySQL: tuple)
+
+    def start(self):
+        """A new result: forget the old one's rows (in the lane)."""
+        self.clear()
+        self.error = self.pending = None
+        self.complete = False
+
+    def end(self, value):
+        """Past the last row of a complete result: *value*, or the fetch's own error."""
+        error = self.pending
+        if error is not None:
+            self.pending = None
+            raise error
+        return value
+
+
+def _buffers_on_execute(raw, kind):
+    """Whether the driver's cursor *raw* holds its whole result once execute returns."""
+    if kind in ("psycopg2", "psycopg"):
+        return getattr(raw, "name", None) is None  # not a server-side (named) cursor
+    if kind == "pymysql":
+        import pymysql.cursors
+
+        return not isinstance(raw, pymysql.cursors.SSCursor)  # the unbuffered kind
+    return False  # sqlite3 computes rows as they are stepped: reading ahead would do work early
 
 
 def _fresh(rows, fn, *args, **kwargs):
-    rows.clear()
-    rows.error = None
+    rows.start()
+    return fn(*args, **kwargs)
+
+
+def _execute(rows, buffered, fn, *args, **kwargs):
+    rows.start()
+    result = fn(*args, **kwargs)
+    if buffered is not None and buffered.description is not None:
+        try:
+            got = buffered.fetchall()  # in memory already: no round trip to the server
+        except Exception as exc:  # raised where the caller's fetch would have raised it
+            rows.pending = exc
+        else:
+            rows.extend(got)
+            if type(got) in (list, tuple):
+                rows.kind = type(got)
+        rows.complete = True
+    return result
+
+
+def _rewound(rows, raw, fn, *args, **kwargs):
+    held = len(rows)
+    rows.start()
+    if held:  # the driver is ahead of the caller by the rows held: go back first
+        raw.scroll(-held, "relative")
     return fn(*args, **kwargs)
 
 
@@ -224,4 +306,5 @@ def _many_into(rows, fetch, args):
     except BaseException as exc:
         raise _failed(rows, exc)  # noqa: B904 -- the driver's own exception, re-raised as it is
     rows.extend(result)
-    return type(result)
+    if type(result) in (list, tuple):
+        rows.kind = type(result)
