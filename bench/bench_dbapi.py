@@ -210,7 +210,10 @@ def pool_fanout(rounds=ROUNDS):
 
     import offload.dbapi
 
-    pool = offload.dbapi.ConnectionPool(psycopg2, DSN, minconn=FANOUT_POOL, maxconn=FANOUT_POOL)
+    # OFFLOAD_BENCH_RESET=rollback: the pool only rolls back, to see the hop's cost apart from the reset's.
+    reset = os.environ.get("OFFLOAD_BENCH_RESET")
+    options = {"reset": reset} if reset else {}
+    pool = offload.dbapi.ConnectionPool(psycopg2, DSN, minconn=FANOUT_POOL, maxconn=FANOUT_POOL, **options)
 
     def worker():
         for _ in range(FANOUT_QUERIES):

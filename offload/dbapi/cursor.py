@@ -174,7 +174,7 @@ class Cursor(SessionProxy):
         """Close the cursor in the lane."""
         setattribute(self, "_offload_closed", True)
         self._offload_rows.clear()
-        self._offload_call(self._offload_obj.close)
+        self._offload_session.call(self._offload_obj.close, deferrable=True)  # from the hub: queued
 
     def __iter__(self):
         raw = self._offload_obj

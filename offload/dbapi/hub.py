@@ -5,7 +5,8 @@ garbage collector runs while the hub greenlet is current cannot park: a
 call it makes would block the hub's thread, and with it every greenlet,
 until the database answers.  The rule:
 
-- calls nobody can wait for in the hub -- ``close()``, ``rollback()``, a
+- calls nobody can wait for in the hub -- ``close()`` (of a connection or a
+  cursor), ``rollback()``, a
   connection given back to a :class:`~offload.dbapi.ConnectionPool` -- are
   *deferred*: queued on the connection's lane (which keeps them before any
   later call on it) and the hub goes on at once;
