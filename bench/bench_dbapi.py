@@ -364,7 +364,8 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         serve(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1:2] == ["--fanout"]:
-        # Only the pool fan-out, for comparing checkouts: PYTHONPATH=<checkout> python bench/bench_dbapi.py --fanout
+        # Only the pool fan-out, to compare checkouts:
+        #   PYTHONPATH=<checkout> python bench/bench_dbapi.py --fanout [rounds]
         median, low, high = pool_fanout(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
         print(f"{median:,.0f} queries/s (range {low:,.0f}-{high:,.0f})")
     else:
