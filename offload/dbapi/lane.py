@@ -191,6 +191,9 @@ class Session:
     def _run(self, run, fn, args, kwargs):
         """The call, in the lane, marked as the one running while it runs."""
         with self.lock:
+            if run.abandoned:  # its caller left between the lane's claim and here
+                run.finished = True
+                return None
             self.running = run
         error = None
         try:

@@ -188,7 +188,11 @@ class ConnectionPool:
         else:
             if in_hub():
                 self._counters.add("hub_deferred")
-            future = session.lane.submit(self._restore, session.raw, session)
+            try:
+                future = session.lane.submit(self._restore, session.raw, session)
+            except RuntimeError:  # the lane was shut down meanwhile
+                self._settle(conn, False, wait=False)
+                return
             future.add_done_callback(
                 lambda f: self._settle(conn, f.exception() is None and f.result(), False)
             )
