@@ -8,6 +8,7 @@ accepts but never answers (a mistyped port) is an error within seconds,
 never a hang.
 """
 
+import importlib
 import os
 import time
 import uuid
@@ -70,6 +71,20 @@ PSYCOPG2_FIX = f"{DBAPI_FIX} (or psycogreen's wait callback, which makes psycopg
 def pure_fix(offload_way: str) -> str:
     """The advice for a pure-Python client that blocks only because nothing is patched."""
     return f"patch_all() makes it cooperative, or {offload_way}"
+
+
+def _require(module: str, message: str) -> Any:
+    """*module*, imported; Unreachable(*message*) if it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise Unreachable(message) from None
+
+
+def _pure_check(driver: str, target: str, offload_way: str) -> "Check":
+    """The Check of a pure-Python client: cooperative exactly when socket is patched."""
+    patched, why = socket_why()
+    return Check(driver, target, patched, why, pure_fix(offload_way))
 
 
 def socket_why() -> tuple[bool, str]:
@@ -289,12 +304,8 @@ def check_sqlite(path: str) -> list[Row]:
 
 def check_redis(url: str) -> list[Row]:
     """redis-py against *url* (``BLPOP`` on a key nobody uses, for SLEEP seconds)."""
-    try:
-        import redis
-    except ImportError:
-        raise Unreachable("redis: redis-py is not installed (pip install redis)") from None
-    patched, why = socket_why()
-    check = Check("redis-py", url, patched, why, pure_fix("run its calls through offload.Proxy"))
+    redis = _require("redis", "redis: redis-py is not installed (pip install redis)")
+    check = _pure_check("redis-py", url, "run its calls through offload.Proxy")
     options = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": SLEEP + READ_TIMEOUT}
     try:
         client = redis.Redis.from_url(url, **options)
@@ -304,19 +315,29 @@ def check_redis(url: str) -> list[Row]:
     # BLPOP on a key nobody uses: the server waits SLEEP seconds for us alone
     # (DEBUG SLEEP would freeze the whole server, and is usually disabled).
     key = f"offload:doctor:{uuid.uuid4().hex}"
+    return _measure_clients(
+        check, client, lambda: redis.Redis.from_url(url, **options), lambda c: c.blpop([key], timeout=SLEEP),
+        redis.ResponseError, lambda exc: f"server refused the slow call: {check.scrub(exc)}",
+    )
+
+
+def _measure_clients(check: Check, client: Any, make, slow, refused: type[Exception], describe) -> list[Row]:
+    """Probe *slow* on *client* (direct) and on a client *make* builds in a lane's thread.
+
+    The offloaded client lives in the lane's thread, so its sockets do too.
+    A *refused* error from the server becomes a row saying *describe(error)*.
+    """
     lane = _lane()
+    remote = None
     try:
-        # The offloaded client lives in the lane's thread, so its sockets do too.
-        remote = lane.call(redis.Redis.from_url, url, **options)
-        try:
-            direct = lambda: client.blpop([key], timeout=SLEEP)  # noqa: E731
-            return [check.measure(direct, lambda: lane.call(remote.blpop, [key], timeout=SLEEP))]
-        except redis.ResponseError as exc:
-            return [check.refused(f"server refused the slow call: {check.scrub(exc)}")]
-        finally:
-            lane.call(remote.close)
+        remote = lane.call(make)
+        return [check.measure(lambda: slow(client), lambda: lane.call(slow, remote))]
+    except refused as exc:
+        return [check.refused(describe(exc))]
     finally:
         client.close()
+        if remote is not None:
+            lane.call(remote.close)
         lane.shutdown()
 
 
@@ -332,13 +353,11 @@ _MONGO_SLEEP = [
 
 def check_mongo(uri: str) -> list[Row]:
     """PyMongo against *uri* (an aggregation whose JavaScript sleeps SLEEP seconds)."""
-    try:
-        import pymongo
-        from pymongo.errors import OperationFailure, PyMongoError
-    except ImportError:
-        raise Unreachable("mongo: PyMongo is not installed (pip install 'offload[mongo]')") from None
-    patched, why = socket_why()
-    check = Check("PyMongo", uri, patched, why, pure_fix("use offload.mongo.MongoClient"))
+    errors = _require("pymongo.errors", "mongo: PyMongo is not installed (pip install 'offload[mongo]')")
+    import pymongo
+
+    OperationFailure, PyMongoError = errors.OperationFailure, errors.PyMongoError
+    check = _pure_check("PyMongo", uri, "use offload.mongo.MongoClient")
     ms = CONNECT_TIMEOUT * 1000
     options: dict[str, Any] = {
         "serverSelectionTimeoutMS": ms,
@@ -356,23 +375,16 @@ def check_mongo(uri: str) -> list[Row]:
         reason = str(exc).split(", Timeout:")[0]  # the topology dump after it says no more
         raise check.unreachable(reason) from None
 
-    def slow(c):
-        return list(c.get_database("admin").aggregate(_MONGO_SLEEP))
-
-    lane = _lane()
-    remote = None
-    try:
-        remote = lane.call(pymongo.MongoClient, uri, **options)
-        return [check.measure(lambda: slow(client), lambda: lane.call(slow, remote))]
-    except OperationFailure as exc:
-        return [check.refused(
+    def not_measured(exc):
+        errmsg = (exc.details or {}).get("errmsg", exc)
+        return (
             "not measured: the server has no server-side sleep the doctor can use "
             "($documents + $function JavaScript, MongoDB 5.1+; nx-27017 and servers without "
-            f"JavaScript have none): {check.scrub(exc.details.get('errmsg', exc) if exc.details else exc)}. "
-            f"PyMongo is {why}: {'cooperative' if patched else 'it blocks the hub; ' + check.fix}"
-        )]
-    finally:
-        client.close()
-        if remote is not None:
-            lane.call(remote.close)
-        lane.shutdown()
+            f"JavaScript have none): {check.scrub(errmsg)}. "
+            f"PyMongo is {check.why}: {'cooperative' if check.patched else 'it blocks the hub; ' + check.fix}"
+        )
+
+    return _measure_clients(
+        check, client, lambda: pymongo.MongoClient(uri, **options),
+        lambda c: list(c.get_database("admin").aggregate(_MONGO_SLEEP)), OperationFailure, not_measured,
+    )
