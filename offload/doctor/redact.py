@@ -18,6 +18,7 @@ __all__ = ["redact", "scrub", "Redacted", "parse"]
 
 HIDDEN = "***"
 UNPARSEABLE = "<redacted>"
+_PIECE = 3  # pieces of a password this long or longer are scrubbed on their own
 
 # A query or DSN key holding any of these (case-insensitive) is a secret:
 # password, sslpassword, tlsCertificateKeyFilePassword, pwd, token, apikey,
@@ -96,6 +97,9 @@ def _uri(target: str) -> Redacted:
         name, colon, password = userinfo.partition(":")
         if colon:
             secrets += [password, unquote(password)]
+            # A driver may split the password where we did not (libpq ends it
+            # at the first "@"), then quote a piece of it as a host or port.
+            secrets += [p for p in re.split(r"[@/?#:]", password) if len(p) >= _PIECE]
             user = f"{name}:{HIDDEN}@"
         else:
             user = f"{name}@"
