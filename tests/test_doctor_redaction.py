@@ -25,7 +25,7 @@ from offload.doctor.redact import scrub
     [
         ("host=db user=app password=hunter2 dbname=x", "host=db user=app password=*** dbname=x"),
         ("host=db password = 'a b\\'c' port=1", "host=db password=*** port=1"),
-        (r"host=db user=postgres password=abc\ S3cretBS dbname=x", "host=db user=postgres password=*** dbname=x"),
+        (r"host=db user=u password=abc\ S3cretBS dbname=x", "host=db user=u password=*** dbname=x"),
         ("host=h password='a S3cretQ' dbname=x", "host=h password=*** dbname=x"),
         ("host=h sslpassword=S3cretSsl", "host=h sslpassword=***"),
         ("postgresql://app:hunter2@db:5432/x", "postgresql://app:***@db:5432/x"),
@@ -86,13 +86,16 @@ MY = "127.0.0.1:3306"
 # (option, target with a unique secret, how it must be shown, the secret).
 # PostgreSQL trusts every local connection, so a password there is accepted
 # (a row is printed) unless the role does not exist (an error is printed).
+KV = "host=127.0.0.1 dbname=test user=postgres"
+URI = "postgresql://postgres:{}@127.0.0.1:5432/test"
+SHOWN = URI.format("***")
 FORMS = [
-    ("--postgres", rf"host=127.0.0.1 dbname=test user=postgres password=abc\ RdxSpace1", "password=***", "RdxSpace1"),
-    ("--postgres", "host=127.0.0.1 dbname=test user=postgres password='a RdxQuote2'", "password=***", "RdxQuote2"),
-    ("--postgres", f"postgresql://postgres:Rdx?Qmark3@{PG}/test", f"postgresql://postgres:***@{PG}/test", "Qmark3"),
-    ("--postgres", f"postgresql://postgres:Rdx#Hash4@{PG}/test", f"postgresql://postgres:***@{PG}/test", "Hash4"),
-    ("--postgres", f"postgresql://postgres:Rdx/Slash5@{PG}/test", f"postgresql://postgres:***@{PG}/test", "Slash5"),
-    ("--postgres", f"postgresql://postgres:Rdx@At6@{PG}/test", f"postgresql://postgres:***@{PG}/test", "At6"),
+    ("--postgres", KV + r" password=abc\ RdxSpace1", "password=***", "RdxSpace1"),
+    ("--postgres", KV + " password='a RdxQuote2'", "password=***", "RdxQuote2"),
+    ("--postgres", URI.format("Rdx?Qmark3"), SHOWN, "Qmark3"),
+    ("--postgres", URI.format("Rdx#Hash4"), SHOWN, "Hash4"),
+    ("--postgres", URI.format("Rdx/Slash5"), SHOWN, "Slash5"),
+    ("--postgres", URI.format("Rdx@At6"), SHOWN, "At6"),
     ("--postgres", f"postgresql://doctor_no_role:RdxRole7@{PG}/test", "doctor_no_role:***@", "RdxRole7"),
     ("--postgres", "postgresql://u:RdxV6x8@[::1/db", "postgresql://<redacted>", "RdxV6x8"),
     ("--mysql", f"mysql://root:RdxWrong9@{MY}/test", f"mysql://root:***@{MY}/test", "RdxWrong9"),

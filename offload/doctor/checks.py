@@ -124,7 +124,11 @@ class Check:
         return scrub(str(error).strip(), self.target)
 
     def unreachable(self, error: BaseException | str) -> Unreachable:
-        return Unreachable(f"{self.driver}: could not connect to {self.shown}: {self.scrub(error)}")
+        """The error for a server that could not be reached, with a hint when it went silent."""
+        text = self.scrub(error)
+        if "timed out" in text.lower() or "timeout" in text.lower():
+            text += " (no answer within the doctor's timeouts: is it the right host and port?)"
+        return Unreachable(f"{self.driver}: could not connect to {self.shown}: {text}")
 
     def measure(self, direct, via) -> Row:
         """Probe *direct* and *via* (callables doing the slow call) into a Row."""
