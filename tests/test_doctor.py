@@ -46,6 +46,8 @@ UNPATCHED_ADVICE = {
     "time.sleep": "blocks the hub (time is not patched): use gevent.sleep(), or patch_all()",
     "psycopg2": "blocks the hub (C driver: libpq waits in C): use offload.dbapi.connect() / ConnectionPool "
     "(or psycogreen's wait callback, which makes psycopg2's own calls cooperative)",
+    "psycopg": "blocks the hub (psycopg 3 waits with wait_c, in C): import psycopg after patch_all() "
+    "(it then waits through gevent), or use offload.dbapi.connect() / ConnectionPool",
     "sqlite3": "blocks the hub (C library: the query runs in C): "
     "use offload.dbapi.connect() / ConnectionPool",
     "PyMySQL": "blocks the hub (pure Python, socket not patched): patch_all() makes it cooperative, "
@@ -118,6 +120,7 @@ def test_patch_all_text_table(sqlite_file):
     table = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     # A C driver blocks whatever is patched; a pure-Python one is cooperative.
     assert table["psycopg2"][1:3] == ["no", "yes"], out
+    assert table["psycopg"][1:3] == ["yes", "no"], out  # psycopg 3 imported after patching: cooperative
     assert table["sqlite3"][1:3] == ["no", "yes"], out
     assert table["redis-py"][1:3] == ["yes", "no"], out
     assert table["time.sleep"][1:3] == ["yes", "no"], out

@@ -10,26 +10,13 @@ checks the process for mistakes that block or hang silently
 (:func:`environment`).
 
 The package's parts: :mod:`.redact` (credentials are never printed),
-:mod:`.checks` (one check per driver), :mod:`.environment`, :mod:`.report`
-and :mod:`.cli`.
+:mod:`.checks` (the :class:`Check` record), :mod:`.drivers` (one check per
+driver), :mod:`.environment`, :mod:`.report` and :mod:`.cli`.
 """
 
-from .checks import (
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
-    SLEEP,
-    THRESHOLD,
-    Check,
-    Row,
-    Unreachable,
-    check_mongo,
-    check_mysql,
-    check_postgres,
-    check_redis,
-    check_sqlite,
-    check_time,
-)
+from .checks import CONNECT_TIMEOUT, READ_TIMEOUT, SLEEP, THRESHOLD, Check, Row, Unreachable
 from .cli import PATCHES, main
+from .drivers import check_mongo, check_mysql, check_postgres, check_redis, check_sqlite, check_time
 from .environment import Finding, environment
 from .redact import redact
 from .report import patch_state, render, run

@@ -11,7 +11,7 @@ from gevent import monkey
 
 from .._core import native
 from .._version import __version__
-from . import checks
+from . import drivers
 from .checks import SLEEP, THRESHOLD, Unreachable
 from .environment import environment
 from .redact import redact, scrub
@@ -25,11 +25,11 @@ CHECK_DEADLINE = 30.0
 
 # option name -> the check it runs, in report order.
 TARGETS = {
-    "postgres": checks.check_postgres,
-    "mysql": checks.check_mysql,
-    "sqlite": checks.check_sqlite,
-    "mongo": checks.check_mongo,
-    "redis": checks.check_redis,
+    "postgres": drivers.check_postgres,
+    "mysql": drivers.check_mysql,
+    "sqlite": drivers.check_sqlite,
+    "mongo": drivers.check_mongo,
+    "redis": drivers.check_redis,
 }
 
 
@@ -85,7 +85,7 @@ class _Deadline:
 
 def run(args: Any) -> dict:
     """Run every check *args* asks for; the report as a JSON-ready dict."""
-    todo: list[tuple[str, Any, Any]] = [("time", checks.check_time, None)]
+    todo: list[tuple[str, Any, Any]] = [("time", drivers.check_time, None)]
     todo += [(name, fn, getattr(args, name)) for name, fn in TARGETS.items()
              if getattr(args, name) is not None]
     rows, errors = [], []
