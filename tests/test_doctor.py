@@ -189,7 +189,8 @@ def test_no_targets_gives_a_hint_and_the_environment():
     report = json.loads(doctor("--patch", "none", "--json").stdout)
     assert report["targets_given"] is False
     assert [f["check"] for f in report["environment"]] == [
-        "psycopg3", "psycogreen", "uwsgi-threads", "uwsgi-fork", "fork", "free-threading", "gevent-2213"
+        "psycopg3", "psycogreen", "uwsgi-threads", "uwsgi-fork", "fork", "free-threading", "gevent-2213",
+        "gevent-threadpool",
     ]
 
 

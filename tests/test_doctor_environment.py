@@ -21,7 +21,7 @@ import modes
 import pytest
 import services
 
-from offload.doctor.environment import check_free_threading, check_gevent_2213
+from offload.doctor.environment import check_free_threading, check_gevent_2213, check_gevent_threadpool
 
 DSN = services.POSTGRES_DSN
 
@@ -308,3 +308,26 @@ def test_gevent_2213_reads_this_process():
     """)
     out = modes.run("all", code).strip()
     assert out.startswith(f"CPython {sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}")
+
+
+@pytest.mark.parametrize(
+    "version, patched, issues",
+    [
+        ("26.7.0", True, ["#1865", "#2207"]),
+        ("26.7.0", False, ["#2207"]),  # #1865 needs patched threading
+        ("26.8.0", True, ["#2207"]),
+        ("24.2.1", True, ["#1865", "#2207"]),
+        ("26.9.0", True, []),
+    ],
+)
+def test_gevent_threadpool(version, patched, issues):
+    finding = check_gevent_threadpool(version, patched)
+    assert finding.status == ("warning" if issues else "ok")
+    assert [i for i in ("#1865", "#2207") if i in finding.detail] == issues
+
+
+def test_gevent_threadpool_reads_this_gevent():
+    import gevent
+
+    finding = check_gevent_threadpool()
+    assert finding.detail.startswith(f"gevent {gevent.__version__}")

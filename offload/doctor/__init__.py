@@ -11,13 +11,15 @@ checks the process for mistakes that block or hang silently
 
 The package's parts: :mod:`.redact` (credentials are never printed),
 :mod:`.checks` (the :class:`Check` record), :mod:`.drivers` (one check per
-driver), :mod:`.environment`, :mod:`.report` and :mod:`.cli`.
+driver), :mod:`.environment` (with :mod:`.fork` and :mod:`.versions`; each
+check's result is a :class:`Finding`), :mod:`.report` and :mod:`.cli`.
 """
 
 from .checks import CONNECT_TIMEOUT, READ_TIMEOUT, SLEEP, THRESHOLD, Check, Row, Unreachable
 from .cli import PATCHES, main
 from .drivers import check_mongo, check_mysql, check_postgres, check_redis, check_sqlite, check_time
-from .environment import Finding, environment
+from .environment import environment
+from .finding import Finding
 from .redact import redact
 from .report import patch_state, render, run
 
