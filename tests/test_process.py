@@ -1,11 +1,10 @@
 """ProcessPool with real worker processes, in the (unpatched) pytest process.
 
-The functions at the top are what the children run: they must be importable
-by name, so they live here and the children import this module.  The same
-scenarios under ``patch_all()`` are in test_process_modes.py.
+What the children run is in children.py (importable by name); the promises
+every executor keeps are in test_executor_contract.py.  The same scenarios
+under ``patch_all()`` are in test_process_modes.py.
 """
 
-import ctypes
 import os
 import pickle
 import signal
@@ -15,114 +14,27 @@ import time
 import gevent
 import psutil
 import pytest
+from children import (
+    add,
+    bad_initializer,
+    decorated_square,
+    die,
+    echo,
+    fail,
+    get_value,
+    getpid,
+    lock_result,
+    nested_call,
+    set_value,
+    sleep_then,
+    spin,
+    touch,
+    write_pid_and_sleep,
+)
 
 import offload
 from offload import ProcessPool, WorkerCrashed
 from offload.executor import resolve_pool
-
-# -- what the children run ---------------------------------------------------
-
-
-def add(a, b):
-    return a + b
-
-
-def getpid(*_):
-    return os.getpid()
-
-
-class Odd(Exception):
-    """Picklable, but cannot be unpickled: its __init__ wants two arguments."""
-
-    def __init__(self, a, b):
-        super().__init__(f"odd {a} {b}")
-
-
-def fail(kind):
-    if kind == "value":
-        raise ValueError("raised in the child")
-    if kind == "odd":
-        raise Odd(1, 2)
-    if kind == "exit":
-        raise SystemExit(5)
-    raise AssertionError(kind)
-
-
-def die(how):
-    if how == "exit":
-        os._exit(3)
-    if how == "sigkill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if how == "segfault":
-        ctypes.string_at(0)
-    time.sleep(5)
-
-
-def echo(value):
-    return value
-
-
-def lock_result():
-    return threading.Lock()
-
-
-def sleep_then(seconds, value=None):
-    time.sleep(seconds)
-    return value
-
-
-def timed_sleep(seconds):
-    """When the sleep started and ended, by the wall clock."""
-    started = time.time()
-    time.sleep(seconds)
-    return started, time.time()
-
-
-def write_pid_and_sleep(path, seconds):
-    with open(path, "w") as f:
-        f.write(str(os.getpid()))
-    time.sleep(seconds)
-    return "slept"
-
-
-def touch(path):
-    with open(path, "w") as f:
-        f.write("ran")
-    return path
-
-
-def spin(n):
-    total = 0
-    for i in range(n):
-        total += i
-    return total
-
-
-_value = None
-
-
-def set_value(value):
-    global _value
-    _value = value
-
-
-def get_value():
-    return _value
-
-
-def bad_initializer():
-    raise KeyError("no config")
-
-
-@offload.offload(pool="process")
-def decorated_square(x):
-    return x * x, os.getpid()
-
-
-def nested_call(x):
-    # Inside a worker, a ProcessPool call runs inline.
-    return offload.call(getpid, pool="process"), os.getpid(), x
-
 
 # -- fixtures ----------------------------------------------------------------
 
@@ -172,7 +84,7 @@ def test_child_exception_keeps_type_and_traceback(pool):
 
 
 def test_exception_that_cannot_come_back(pool):
-    with pytest.raises(RuntimeError, match="test_process.Odd: odd 1 2") as info:
+    with pytest.raises(RuntimeError, match="children.Odd: odd 1 2") as info:
         pool.call(fail, "odd")
     assert "raise Odd(1, 2)" in info.value.__cause__.text
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import gevent
 import pytest
-from test_process import add, fail, getpid, sleep_then, spin, timed_sleep
+from children import add, fail, getpid, sleep_then, spin, timed_sleep
 
 import offload
 
