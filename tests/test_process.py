@@ -322,7 +322,8 @@ def test_shutdown_reaps_children_and_cancels():
 
 
 def test_stats_keys_match_thread_pool(pool):
-    assert set(pool.stats()) == set(offload.ThreadPool(1).stats())
+    with offload.ThreadPool(1) as threads:
+        assert set(pool.stats()) == set(threads.stats())
     stats = pool.stats()
     assert stats["completed"] > 0 and stats["failed"] > 0 and stats["max_workers"] == 2
 

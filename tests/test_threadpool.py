@@ -98,16 +98,23 @@ def test_calls_overlap_and_the_hub_keeps_ticking(pool):
 
 
 def test_call_from_a_plain_thread_blocks_only_that_thread(pool):
-    results = []
-    def caller():
-        results.append(pool.call(sleep, 0.1) or "ok")
+    waited = []
 
-    threads = [threading.Thread(target=caller) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(5)
-    assert results == ["ok"] * 3
+    def caller():
+        started = time.perf_counter()
+        pool.call(sleep, 0.2)
+        waited.append(time.perf_counter() - started)
+
+    with offload.Heartbeat(0.005) as hb:
+        threads = [threading.Thread(target=caller) for _ in range(3)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            gevent.sleep(0.01)  # Thread.join would block the hub: unpatched here
+    assert len(waited) == 3 and min(waited) >= 0.2, waited  # each caller's thread waited
+    # ... and only that thread: the hub ticked all along.
+    assert len(hb.lags) >= 10 and hb.max_lag < 0.15, (len(hb.lags), hb.max_lag)
 
 
 def test_call_from_the_hub_greenlet_blocks_the_thread(pool):
@@ -225,13 +232,34 @@ def test_decorator_timeout_raises_builtin_timeout_error():
 
 def test_timeouts_do_not_oversubscribe_the_pool():
     # A running call keeps its thread until it really ends (the capacity is
-    # never handed out twice), however many waiters gave up.
+    # never handed out twice), however many waiters gave up: calls made after
+    # the waiters of two running calls gave up start only once one has ended.
     two = ThreadPool(2)
-    for _ in range(6):
-        with pytest.raises(TimeoutError):
-            offload.offload(sleep, pool=two, timeout=0.01)(0.1)
-    assert two.stats()["workers"] <= 2
-    two.shutdown()
+    lock = _native.allocate_lock()
+    spans, running, most = [], [0], [0]
+
+    def counted_sleep(seconds):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        started = time.perf_counter()
+        sleep(seconds)
+        with lock:
+            running[0] -= 1
+            spans.append((seconds, started, time.perf_counter()))
+
+    def give_up_on_a_running_call():
+        with pytest.raises(TimeoutError, match="did not finish"):
+            offload.offload(counted_sleep, pool=two, timeout=0.15)(0.4)
+
+    gevent.joinall([gevent.spawn(give_up_on_a_running_call) for _ in range(2)], raise_error=True)
+    gevent.joinall([gevent.spawn(two.call, counted_sleep, 0.01) for _ in range(4)], raise_error=True)
+    two.shutdown(wait=True)
+    long_ends = [end for seconds, _, end in spans if seconds == 0.4]
+    quick_starts = [start for seconds, start, _ in spans if seconds == 0.01]
+    assert len(long_ends) == 2 and len(quick_starts) == 4
+    assert min(quick_starts) >= min(long_ends), "a call started on a thread that was still busy"
+    assert most[0] == 2, most[0]
 
 
 # -- waking callers ------------------------------------------------------
@@ -339,7 +367,10 @@ def test_future_callbacks_cancel_wait_and_as_completed(pool):
     assert seen == [first]
     fs = [pool.submit(lambda i=i: i) for i in range(10)]
     assert sorted(f.result() for f in cf.as_completed(fs, timeout=5)) == list(range(10))
-    assert one.stats()["cancelled"] == 0 or one.stats()["cancelled"] == 1
+    # The one worker takes calls in order: once a later call ran, it has
+    # passed (and counted) the cancelled one.
+    assert one.submit(int).result(timeout=5) == 0
+    assert one.stats()["cancelled"] == 1
     one.shutdown()
 
 
@@ -437,7 +468,8 @@ def test_stats(pool):
     blocker = gevent.spawn(pool.call, sleep, 0.1)
     gevent.sleep(0.02)
     busy = pool.stats()
-    assert busy["active"] == 1 and busy["workers"] <= 4
+    # Six calls at once on an eager pool of four started all four threads.
+    assert busy["active"] == 1 and busy["workers"] == 4
     blocker.join()
     stats = pool.stats()
     assert (stats["submitted"], stats["completed"], stats["failed"], stats["queued"]) == (8, 7, 1, 0)
@@ -552,8 +584,11 @@ def test_shutdown_while_a_submitter_waits_for_queue_space_strands_nothing():
     t.join(5)
     stopper.join(5)
     assert not stopper.is_alive() and not t.is_alive()
+    # The submitter was woken by queue space only after shutdown() had begun
+    # (the loop above waited for it): it must be refused, never queued.
     assert len(outcome) == 1
-    assert isinstance(outcome[0], RuntimeError) or outcome[0].done()
+    assert isinstance(outcome[0], RuntimeError), outcome[0]
+    assert "after shutdown" in str(outcome[0])
 
 
 class _ShutdownBeforeNextPut:
