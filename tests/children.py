@@ -124,3 +124,8 @@ _BASE_EXCEPTIONS = {cls.__name__: cls for cls in (SystemExit, KeyboardInterrupt,
 def raise_base(name):
     """Raise the BaseException named *name* (SystemExit, KeyboardInterrupt, GeneratorExit)."""
     raise _BASE_EXCEPTIONS[name]()
+
+
+def whoami():
+    """The process and thread this call ran on: a worker that died would show a new pair."""
+    return os.getpid(), threading.get_ident()
