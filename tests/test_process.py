@@ -33,7 +33,7 @@ from children import (
 
 import offload
 from offload import ProcessPool, WorkerCrashed
-from offload.executor import resolve_pool
+from offload.defaults import resolve_pool
 
 # -- fixtures ----------------------------------------------------------------
 
