@@ -9,7 +9,6 @@ same, and lives here.
 """
 
 import abc
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -80,11 +79,14 @@ def serve(
     idle: deque,
     max_idle: int,
     counters: Counters,
-    execute: Execute,
+    execute: Execute | None = None,
     after_each: AfterEach | None = None,
     slots: Any = None,
 ) -> None:
-    """The loop of one worker: take a call, run it with *execute*, wake its caller.
+    """The loop of one worker: take a call, run it, wake its caller.
+
+    *execute* runs the call and returns (value, error); None runs a
+    ThreadPool's call (fn, args, kwargs, context) in this thread.
 
     Returns at a stop marker (None) on *queue*.  Every call taken is counted
     in *counters*: cancelled if its caller gave up before a worker claimed
@@ -96,7 +98,6 @@ def serve(
     """
     get = queue.get
     qsize = queue.qsize
-    wait_buckets, run_buckets = counters.wait_buckets, counters.run_buckets
     while True:
         item = get()
         if item is None:
@@ -111,13 +112,21 @@ def serve(
         counters.active = 1
         wait = started - item.queued_at
         counters.wait_time += wait
-        wait_buckets[bisect_left(BOUNDS, wait)] += 1
         work = item.work
-        value, error = execute(item)
+        if execute is None:
+            # A thread pool's call runs here, in its caller's context (inline:
+            # a frame less per call than an execute function).
+            fn, args, kwargs, context = work
+            try:
+                value, error = context.run(fn, *args, **kwargs), None
+            except BaseException as exc:
+                # Drop this frame: the traceback starts at the user's code.
+                value, error = None, exc.with_traceback(exc.__traceback__.tb_next)  # type: ignore[union-attr]
+        else:
+            value, error = execute(item)
         ended = monotonic()
         run = ended - started
         counters.run_time += run
-        run_buckets[bisect_left(BOUNDS, run)] += 1
         counters.active = 0
         if error is None:
             counters.completed += 1
@@ -126,13 +135,13 @@ def serve(
         item.finish(value, error, qsize() > 0)
         if after_each is not None:
             after_each(work, item, run, ended)
-        if observe.call_observer is not None:
-            observe.call_observer(counters.pool, wait, run)
+        if observe.watched:
+            observe.record(counters, wait, run)
         if run > observe.slow_call and logger.isEnabledFor(DEBUG):
             observe.log_slow(counters.pool, work, run)
         # Drop the references before blocking on the queue again: the
         # value, error and arguments must not live until the next call.
-        item = work = value = error = None
+        item = work = value = error = fn = args = kwargs = context = None
         if len(idle) < max_idle:
             idle.append(None)
 

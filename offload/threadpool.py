@@ -13,6 +13,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from contextvars import Context
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import gevent
@@ -54,6 +55,10 @@ class ThreadWork(NamedTuple):
     args: tuple
     kwargs: dict
     context: Context
+
+
+# NamedTuple's own __new__ is a Python function: a frame on every call.
+_new_work = partial(tuple.__new__, ThreadWork)
 
 
 class _WorkerLocal(native.local):
@@ -156,7 +161,7 @@ class ThreadPool(PoolBase):
         if _tls.queue is self._queue:
             return fn(*args, **kwargs)
         bridge = current_bridge()
-        work = ThreadWork(fn, args, kwargs, contextvars.copy_context())
+        work = _new_work((fn, args, kwargs, contextvars.copy_context()))
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         if self._put(item) and bridge is not None:
             bridge.gather()
@@ -167,7 +172,7 @@ class ThreadPool(PoolBase):
         return _tls.queue is self._queue
 
     def _pack(self, fn, args, kwargs):
-        return ThreadWork(fn, args, kwargs, contextvars.copy_context())
+        return _new_work((fn, args, kwargs, contextvars.copy_context()))
 
     def _put(self, item):
         if self._is_shutdown:
@@ -273,21 +278,11 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
                 _unmonitor()
 
     try:
-        serve(queue, idle, max_idle, counters, _execute, after_each, slots)
+        serve(queue, idle, max_idle, counters, None, after_each, slots)
     finally:
         pool = pool_ref()
         if pool is not None:
             pool._retire(counters)
-
-
-def _execute(item):
-    """Run one call here, in its caller's context: (value, error)."""
-    fn, args, kwargs, context = item.work
-    try:
-        return context.run(fn, *args, **kwargs), None
-    except BaseException as exc:
-        # Drop this frame: the traceback starts at the user's code.
-        return None, exc.with_traceback(exc.__traceback__.tb_next)  # type: ignore[union-attr]
 
 
 def _unmonitor():

@@ -16,7 +16,7 @@ from .._core import observe
 from .._core.checks import check_seconds
 from .._poolbase import PoolBase
 
-__all__ = ["BOUNDS", "PoolMetrics", "pools", "set_slow_call", "snapshot"]
+__all__ = ["BOUNDS", "PoolMetrics", "enable_histograms", "pools", "set_slow_call", "snapshot"]
 
 #: The upper bounds (seconds) of the wait and run histograms' buckets.
 BOUNDS = observe.BOUNDS
@@ -57,6 +57,16 @@ def snapshot() -> list[PoolMetrics]:
         kind = "process" if type(pool).__name__ == "ProcessPool" else "thread"
         result.append(PoolMetrics(pool.name, kind, pool.stats(), histograms["wait"], histograms["run"]))
     return result
+
+
+def enable_histograms() -> None:
+    """Count every call from now on into its pool's wait and run histograms.
+
+    Off by default (the buckets cost about a tenth of a round trip); the
+    exporters turn it on when they are registered.  Calls made before are
+    not in the histograms, only in the counters of ``stats()``.
+    """
+    observe.watched = True
 
 
 def set_slow_call(seconds: float) -> None:

@@ -50,6 +50,7 @@ def instrument(meter_provider: Any = None) -> None:
         run.record(ran, attributes)
 
     observe.call_observer = record
+    observe.watched = True
 
 
 def uninstrument() -> None:

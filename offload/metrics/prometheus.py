@@ -9,7 +9,7 @@ Gauges: ``offload_pool_workers``, ``offload_pool_active``,
 ``offload_pool_calls_submitted_total``, ``..._completed_total``,
 ``..._failed_total``, ``..._cancelled_total``.  Histograms:
 ``offload_pool_wait_seconds`` (queued until a worker took the call) and
-``offload_pool_run_seconds``.
+``offload_pool_run_seconds``, counted from the registration on.
 """
 
 from collections.abc import Iterator
@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
-from . import BOUNDS, snapshot
+from . import BOUNDS, enable_histograms, snapshot
 
 __all__ = ["OffloadCollector", "register"]
 
@@ -65,4 +65,5 @@ def register(registry: CollectorRegistry = REGISTRY) -> OffloadCollector:
     """Register an :class:`OffloadCollector` with *registry* (the default one); return it."""
     collector = OffloadCollector()
     registry.register(collector)
+    enable_histograms()
     return collector
