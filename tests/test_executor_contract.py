@@ -290,7 +290,8 @@ def test_shutdown_waits_for_the_calls_then_refuses_new_ones(make, tmp_path):
     with offload.Heartbeat(0.005) as beat:
         one.shutdown(wait=True)
     assert running.done() and queued.result(timeout=0) == 2
-    assert len(beat.lags) >= 5 and beat.max_lag < 0.15  # waiting for it blocked only this greenlet
+    # Waiting for it blocked only this greenlet.
+    assert len(beat.lags) >= 5 and beat.max_lag < 0.2, (len(beat.lags), beat.max_lag)
     with pytest.raises(RuntimeError, match="after shutdown"):
         one.submit(add, 1, 1)
     with pytest.raises(RuntimeError, match="after shutdown"):
