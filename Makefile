@@ -13,6 +13,7 @@ SPHINX := $(PY) -m sphinx -q -W -n --keep-going -E
 #   make matrix PY="3.10 3.13" GEVENT=floor LOOP=libuv-cffi
 GEVENT ?=
 LOOP ?=
+comma_or = $(subst $() $(), or ,$(strip $(1)))
 
 .PHONY: demo test test-slow lint pytest doctest bench docs matrix matrix-report coverage inventories clean
 
@@ -49,7 +50,8 @@ inventories: $(STAMP)
 
 # Every pyenv Python x gevent {floor, newest} x GEVENT_LOOP, the whole suite each (slow).
 matrix: $(STAMP)
-	GEVENT="$(GEVENT)" LOOP="$(LOOP)" $(VENV)/bin/nox -s tests $(if $(MATRIX_PY),-p $(MATRIX_PY)) \
+	LOOP="$(LOOP)" $(VENV)/bin/nox -s tests $(if $(MATRIX_PY),-p $(MATRIX_PY)) \
+		$(if $(GEVENT),-k "$(call comma_or,$(GEVENT))") \
 		|| { $(PY) noxfile.py; exit 1; }
 	$(PY) noxfile.py
 

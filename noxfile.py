@@ -1,7 +1,10 @@
 """The test matrix: every installed Python x gevent {floor, newest} x GEVENT_LOOP.
 
 ``make matrix`` runs all of it; ``make matrix PY=3.12 GEVENT=floor LOOP=libuv-cffi``
-runs a subset (each of the three takes a space-separated list).  Each
+runs a subset (each of the three takes a space-separated list; the Makefile
+turns PY into ``nox -p`` and GEVENT into ``nox -k``, LOOP reaches the session
+as an environment variable).  The floor cells pin every declared floor
+(gevent per Python, PyMongo); the newest cells upgrade both.  Each
 (Python, gevent) pair gets one virtualenv under ``.nox/``; the whole suite then
 runs once per loop in it, and each run's counts land in ``.nox/matrix/`` for
 ``python noxfile.py`` (``make matrix-report``) to tabulate.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 try:
@@ -33,6 +37,9 @@ LOOPS = ["libev-cext", "libev-cffi", "libuv-cffi"]
 # wheels, 3.13 needs 24.10.1 (the first release with cp313 wheels).  setup.cfg's
 # install_requires declares the same floors with environment markers.
 GEVENT_FLOOR = {"3.10": "24.2.1", "3.11": "24.2.1", "3.12": "24.2.1", "3.13": "24.10.1"}
+# offload.mongo needs MongoClient.append_metadata and the helpers of PyMongo
+# 4.18 (4.6 fails at the first client); nx-27017, the tests' server, needs 4.18 too.
+PYMONGO_FLOOR = "4.18.0"
 COVERAGE_PYTHON = "3.13"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -80,14 +87,14 @@ if nox is not None:
     @nox.parametrize("gevent", ["floor", "newest"])
     def tests(session: nox.Session, gevent: str) -> None:
         """The whole suite under each selected GEVENT_LOOP, one (Python, gevent) pair."""
-        if gevent not in _selected("GEVENT", ["floor", "newest"]):
-            session.skip(f"gevent={gevent} not selected by GEVENT")
-        pin = f"gevent=={GEVENT_FLOOR[session.python]}" if gevent == "floor" else "gevent"
         session.install("-q", "-e", ".[mongo,test]")
-        session.install("-q", "--upgrade", pin)
+        if gevent == "floor":  # every declared floor at once: gevent, PyMongo
+            session.install("-q", f"gevent=={GEVENT_FLOOR[session.python]}", f"pymongo=={PYMONGO_FLOOR}")
+        else:
+            session.install("-q", "--upgrade", "gevent", "pymongo")
         version = session.run(
-            "python", "-c", "import gevent, sys; print(gevent.__version__)", silent=True
-        ).strip()
+            "python", "-c", "import gevent, pymongo; print(gevent.__version__, pymongo.version)", silent=True
+        ).split()[0]
         os.makedirs(RESULTS, exist_ok=True)
         failed = []
         for loop in _selected("LOOP", LOOPS):
@@ -141,14 +148,16 @@ def report() -> int:
     rows = []
     for junit in sorted(glob.glob(os.path.join(RESULTS, "*.xml"))):
         c = _counts(junit)
-        rows.append((os.path.basename(junit)[:-4], c["passed"], c["failures"], c["errors"], c["skipped"]))
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(os.path.getmtime(junit)))
+        name = os.path.basename(junit)[:-4]
+        rows.append((name, c["passed"], c["failures"], c["errors"], c["skipped"], when))
     if not rows:
         print("no matrix results yet: run `make matrix`")
         return 1
     width = max(len(r[0]) for r in rows)
-    print(f"{'cell':<{width}}  passed  failed  errors  skipped")
-    for name, p, f, e, s in rows:
-        print(f"{name:<{width}}  {p:>6}  {f:>6}  {e:>6}  {s:>7}")
+    print(f"{'cell':<{width}}  passed  failed  errors  skipped  finished (UTC)")
+    for name, p, f, e, s, when in rows:
+        print(f"{name:<{width}}  {p:>6}  {f:>6}  {e:>6}  {s:>7}  {when}")
     return 0 if all(r[2] == r[3] == 0 for r in rows) else 1
 
 
