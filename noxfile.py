@@ -72,7 +72,7 @@ def _selected(var: str, default: list[str]) -> list[str]:
 def _counts(junit: str) -> dict[str, int]:
     """passed/failed/error/skipped/xfail totals from one pytest junit-xml file."""
     root = ET.parse(junit).getroot()
-    suites = [root] if root.tag == "testsuite" else list(root)
+    suites = [root] if root.tag == "testsuite" else list(root)  # <testsuites> wraps them
     total = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
     total["passed"] = total["tests"] - total["failures"] - total["errors"] - total["skipped"]
     return total
@@ -112,9 +112,13 @@ if nox is not None:
                 f"--junitxml={junit}",
                 *session.posargs,
                 env={"GEVENT_LOOP": loop},
-                success_codes=range(6),  # judged below from the counts, so every loop runs
+                # any exit, a signal's too: judged below from the counts, so every loop runs
+                success_codes=range(-64, 256),
             )
-            if not os.path.exists(junit) or _counts(junit)["failures"] + _counts(junit)["errors"]:
+            if not os.path.exists(junit):  # pytest died (a segfault): say so in the report
+                with open(junit, "w") as f:
+                    f.write('<testsuite name="crashed before writing results" tests="1" errors="1"/>')
+            if _counts(junit)["failures"] + _counts(junit)["errors"]:
                 failed.append(cell)
         if failed:
             session.error("failed: " + ", ".join(failed))
