@@ -31,9 +31,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The standard library modules the docs (and the docstrings autodoc pulls in) refer to.
 PYTHON_MODULES = [
-    "asyncio", "collections.abc", "concurrent.futures", "contextvars", "functools",
-    "multiprocessing", "os", "pickle", "queue", "select", "signal", "socket", "sqlite3",
-    "ssl", "subprocess", "threading", "time", "traceback", "types", "typing", "weakref",
+    "asyncio", "collections", "collections.abc", "concurrent.futures", "contextlib", "contextvars",
+    "dataclasses", "enum", "functools", "hashlib", "inspect", "io", "itertools", "json", "logging",
+    "math", "multiprocessing", "numbers", "os", "pickle", "queue", "random", "select", "signal",
+    "socket", "sqlite3", "ssl", "statistics", "subprocess", "threading", "time", "traceback",
+    "types", "typing", "warnings", "weakref",
 ]  # fmt: skip
 GEVENT_MODULES = [
     "gevent",
