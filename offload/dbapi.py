@@ -26,15 +26,13 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-from ._bridge import Semaphore
 from ._core import native
-from .proxy import Proxy, _unwrap_args, unwrap
+from ._core.waiters import CrossThreadSemaphore
+from .proxy import ProxyBase, getattribute, setattribute, unwrap, unwrap_args
 from .threadpool import ThreadPool
 
 __all__ = ["connect", "call", "Connection", "Cursor", "ConnectionPool"]
 
-_getattribute = object.__getattribute__
-_setattr = object.__setattr__
 _ITER_BATCH = 100  # rows per round trip when iterating a cursor
 
 
@@ -110,11 +108,11 @@ def call(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> Any
         raise TypeError(f"target must be an offload.dbapi Connection or Cursor, not {type(target).__name__}")
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-    raw = _getattribute(target, "_offload_obj")
+    raw = getattribute(target, "_offload_obj")
     return target._offload_call(fn, (raw,) + args, kwargs)
 
 
-class Connection(Proxy):
+class Connection(ProxyBase):
     """A DB-API connection whose every call runs on its own thread.
 
     Made by :func:`connect`.  The DB-API methods -- :meth:`cursor`,
@@ -135,14 +133,14 @@ class Connection(Proxy):
 
     def __init__(self, raw, *, module, lane, owned):
         super().__init__(raw, pool=lane)
-        _setattr(self, "_offload_module", module)
-        _setattr(self, "_offload_owned", owned)
-        _setattr(self, "_offload_closed", False)
+        setattribute(self, "_offload_module", module)
+        setattribute(self, "_offload_owned", owned)
+        setattribute(self, "_offload_closed", False)
 
     def _offload_call(self, fn, args=(), kwargs=None):
         if self._offload_closed and self._offload_owned:
             raise _closed_error(self._offload_module)
-        args, kwargs = _unwrap_args(args, kwargs or {})
+        args, kwargs = unwrap_args(args, kwargs or {})
         return self._offload_pool._call(fn, args, kwargs, None)
 
     def _offload_wrap(self, value, name=None):
@@ -173,7 +171,7 @@ class Connection(Proxy):
         try:
             self._offload_call(self._offload_obj.close)
         finally:
-            _setattr(self, "_offload_closed", True)
+            setattribute(self, "_offload_closed", True)
             if self._offload_owned:
                 self._offload_pool.shutdown(wait=False)
 
@@ -188,10 +186,10 @@ class Connection(Proxy):
         # driver would otherwise be torn down from this thread) and stop the
         # lane, so a forgotten connection does not keep a thread alive.
         try:
-            if not _getattribute(self, "_offload_closed"):
-                lane = _getattribute(self, "_offload_pool")
-                lane.submit(_getattribute(self, "_offload_obj").close)
-                if _getattribute(self, "_offload_owned"):
+            if not getattribute(self, "_offload_closed"):
+                lane = getattribute(self, "_offload_pool")
+                lane.submit(getattribute(self, "_offload_obj").close)
+                if getattribute(self, "_offload_owned"):
                     lane.shutdown(wait=False)
         except Exception:  # half-built, interpreter shutdown, lane already stopped
             return
@@ -201,7 +199,7 @@ class Connection(Proxy):
         return f"<offload.dbapi.Connection {state} {self._offload_obj!r}>"
 
 
-class Cursor(Proxy):
+class Cursor(ProxyBase):
     """A DB-API cursor whose every call runs on its connection's thread.
 
     ``execute``, ``executemany``, ``fetchone``, ``fetchmany``, ``fetchall``,
@@ -216,14 +214,14 @@ class Cursor(Proxy):
 
     def __init__(self, raw, connection):
         super().__init__(raw, pool=connection._offload_pool)
-        _setattr(self, "_offload_conn", connection)
-        _setattr(self, "_offload_closed", False)
+        setattribute(self, "_offload_conn", connection)
+        setattribute(self, "_offload_closed", False)
 
     def _offload_call(self, fn, args=(), kwargs=None):
         conn = self._offload_conn
         if conn._offload_closed and conn._offload_owned:
             raise _closed_error(conn._offload_module)
-        args, kwargs = _unwrap_args(args, kwargs or {})
+        args, kwargs = unwrap_args(args, kwargs or {})
         return self._offload_pool._call(fn, args, kwargs, None)
 
     def _offload_wrap(self, value, name=None):
@@ -259,7 +257,7 @@ class Cursor(Proxy):
         return self._offload_call(self._offload_obj.callproc, (procname,) + args, kwargs)
 
     def close(self) -> None:
-        _setattr(self, "_offload_closed", True)
+        setattribute(self, "_offload_closed", True)
         self._offload_call(self._offload_obj.close)
 
     def __iter__(self):
@@ -287,9 +285,9 @@ class Cursor(Proxy):
         # the rest of a result when a cursor is torn down, which must not
         # happen from this thread while the lane uses the connection.
         try:
-            conn = _getattribute(self, "_offload_conn")
-            if not _getattribute(self, "_offload_closed") and not _getattribute(conn, "_offload_closed"):
-                _getattribute(self, "_offload_pool").submit(_getattribute(self, "_offload_obj").close)
+            conn = getattribute(self, "_offload_conn")
+            if not getattribute(self, "_offload_closed") and not getattribute(conn, "_offload_closed"):
+                getattribute(self, "_offload_pool").submit(getattribute(self, "_offload_obj").close)
         except Exception:  # half-built, interpreter shutdown, lane already stopped
             return
 
@@ -351,7 +349,7 @@ class ConnectionPool:
         self._args = args
         self._kwargs = kwargs
         self._lock = native.allocate_lock()
-        self._slots = Semaphore(maxconn)
+        self._slots = CrossThreadSemaphore(maxconn)
         self._idle: deque[tuple[Connection, int]] = deque()  # (connection, generation it was opened in)
         self._generation = 0  # bumped whenever a broken connection is found
         self._size = 0
