@@ -13,7 +13,7 @@ import offload  # noqa: E402
 
 project = "offload"
 author = "offload developers"
-copyright = "2026, offload developers"  # noqa: A001 (Sphinx's name for it)
+copyright = "2026, offload developers"
 release = version = offload.__version__
 extensions = [
     "sphinx.ext.autodoc",
