@@ -40,7 +40,14 @@ extlinks = {
 
 nitpicky = True
 # Type variables are parameters of a signature, not documented objects.
-nitpick_ignore_regex = [("py:class", r"(.*\.)?_[A-Z]\w*")]
+nitpick_ignore_regex = [
+    ("py:class", r"(.*\.)?_[A-Z]\w*"),
+    # Private modules' classes show in type hints (a pool's base class); they
+    # are not API, so they have no page to link to.
+    ("py:class", r"offload\.(\w+\.)*_\w+\..*"),
+    # prometheus_client's documentation is not Sphinx: there is no inventory.
+    ("py:class", r"prometheus_client\..*"),
+]
 
 autodoc_member_order = "bysource"
 exclude_patterns = ["_build", "_inv"]

@@ -31,12 +31,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The standard library modules the docs (and the docstrings autodoc pulls in) refer to.
 PYTHON_MODULES = [
-    "asyncio", "collections", "collections.abc", "concurrent.futures", "contextlib", "contextvars",
+    "asyncio", "collections", "collections.abc", "concurrent.futures", "concurrent.futures.process",
+    "contextlib", "contextvars",
     "dataclasses", "enum", "functools", "hashlib", "inspect", "io", "itertools", "json", "logging",
     "math", "multiprocessing", "numbers", "os", "pickle", "queue", "random", "select", "signal",
     "socket", "sqlite3", "ssl", "statistics", "subprocess", "threading", "time", "traceback",
     "types", "typing", "warnings", "weakref",
 ]  # fmt: skip
+# Modules CPython documents on another module's page.
+PYTHON_PAGES = {"concurrent.futures.process": "concurrent.futures"}
 GEVENT_MODULES = [
     "gevent",
     "gevent.monkey",
@@ -110,7 +113,8 @@ def _python_entries() -> list[tuple[str, str, str]]:
     for modname in PYTHON_MODULES:
         for full, role, _obj in _walk(modname):
             anchor = f"module-{modname}" if role == "py:module" else full.replace("._base.", ".")
-            rows.append((full, role, f"library/{modname}.html#{anchor}"))
+            page = PYTHON_PAGES.get(modname, modname)
+            rows.append((full, role, f"library/{page}.html#{anchor}"))
     return rows
 
 
