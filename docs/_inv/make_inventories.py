@@ -137,13 +137,23 @@ def _pymongo_entries() -> list[tuple[str, str, str]]:
     rows = []
     for modname in PYMONGO_MODULES:
         for full, role, obj in _walk(modname):
-            defining = getattr(obj, "__module__", None) or modname
-            if role == "py:module" or not defining.startswith(("pymongo", "gridfs")):
-                defining = modname
-            page = "gridfs/index" if defining.startswith("gridfs") else defining.replace(".", "/")
-            if page == "pymongo":
-                page = "pymongo/index"
-            anchor = f"module-{modname}" if role == "py:module" else full
+            if role == "py:module":
+                page = "gridfs/index" if modname == "gridfs" else modname.replace(".", "/")
+                rows.append(
+                    (full, role, f"api/{'pymongo/index' if page == 'pymongo' else page}.html#module-{full}")
+                )
+                continue
+            anchor = full
+            if modname in ("pymongo", "gridfs"):
+                # a top-level name is documented on its public defining module's page
+                defining = (getattr(obj, "__module__", None) or modname).replace(".synchronous", "")
+                if defining.startswith("pymongo.") and modname == "pymongo":
+                    anchor = f"{defining}.{full.rsplit('.', 1)[1]}"
+                    page = defining.replace(".", "/")
+                else:
+                    page = "gridfs/index" if modname == "gridfs" else "pymongo/index"
+            else:
+                page = modname.replace(".", "/")
             rows.append((full, role, f"api/{page}.html#{anchor}"))
     return rows
 
