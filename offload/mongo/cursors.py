@@ -63,6 +63,14 @@ def _plain_next(t: type) -> bool:
         return plain
 
 
+def _try_next(proxy: MongoProxy, buffered: Any) -> Any:
+    """``try_next()`` inline from what is *buffered*, else one ``getMore`` in the pool."""
+    obj = proxy._offload_obj
+    if buffered:
+        return obj.try_next()
+    return proxy._offload_call(obj.try_next)
+
+
 class _CursorBase(MongoProxy):
     __slots__ = ()
 
@@ -158,10 +166,7 @@ class CommandCursor(_CursorBase):
 
     def try_next(self) -> Any:
         """The next document, or None after one ``getMore`` that found none."""
-        cursor = self._offload_obj
-        if _pymongo.buffered_documents(cursor):
-            return cursor.try_next()
-        return self._offload_call(cursor.try_next)
+        return _try_next(self, _pymongo.buffered_documents(self._offload_obj))
 
 
 class ChangeStream(EnterInline):
@@ -176,10 +181,7 @@ class ChangeStream(EnterInline):
 
     def try_next(self) -> Any:
         """The next change, or None after one ``getMore`` that found none."""
-        stream = self._offload_obj
-        if _pymongo.stream_documents(stream):
-            return stream.try_next()
-        return self._offload_call(stream.try_next)
+        return _try_next(self, _pymongo.stream_documents(self._offload_obj))
 
     def __iter__(self):
         return self
