@@ -99,7 +99,8 @@ def test_the_first_offload_mongo_client_fixes_plain_pymongo_on_workers(mongo_uri
     """The fix is where PyMongo opens connections: once an offload.mongo
     client has been made (or offload.mongo.install_real_sockets() called),
     connections opened in offload workers use real sockets."""
-    env = {"MONGO_URI": mongo_uri, "CLIENT": "plain, after an offload.mongo client", "COLL": "large_plain_fixed"}
+    client = "plain, after an offload.mongo client"
+    env = {"MONGO_URI": mongo_uri, "CLIENT": client, "COLL": "large_plain_fixed"}
     out = lines(run("socket", LARGE_WRITES, env=env))
     assert out["failures"] == "0", out
     assert out["count"] == "8000"
@@ -112,7 +113,8 @@ import offload.mongo
 
 print("after_import=%s" % type(shared.socket).__name__)
 results = []
-threads = [threading.Thread(target=lambda: results.append(offload.mongo.install_real_sockets())) for _ in range(8)]
+install = lambda: results.append(offload.mongo.install_real_sockets())
+threads = [threading.Thread(target=install) for _ in range(8)]
 for t in threads:
     t.start()
 for t in threads:

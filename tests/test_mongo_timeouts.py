@@ -70,16 +70,16 @@ def _idle_after(pool, seconds):
     return pool.stats()["active"] == 0
 
 
-@pytest.mark.parametrize("where", ["pymongo.timeout()", "timeoutMS"])
+@pytest.mark.parametrize("where", ["pymongo.timeout()", "timeoutMS", "timeoutMS=0"])
 def test_the_deadline_reaches_the_server_as_max_time_ms(mongo_uri, mongo_pool, where):  # noqa: F811
     commands = Commands()
-    options = {"timeoutMS": 4000} if where == "timeoutMS" else {}
+    options = {"timeoutMS": int(where.partition("=")[2] or 4000)} if where.startswith("timeoutMS") else {}
     with mongo.MongoClient(mongo_uri, event_listeners=[commands], pool=mongo_pool, **options) as c:
         coll = c.offload_tests.deadline  # noqa: F811
         coll.insert_one({"k": 1})
 
         def find():
-            if where == "timeoutMS":
+            if where != "pymongo.timeout()":
                 return coll.find_one({"k": 1})
             with pymongo.timeout(4):
                 return coll.find_one({"k": 1})
@@ -88,6 +88,9 @@ def test_the_deadline_reaches_the_server_as_max_time_ms(mongo_uri, mongo_pool, w
         assert coll.find_one({"k": 1}) is not None  # without a deadline, when none is set
         coll.drop()
     finds = commands.named("find")
+    if where == "timeoutMS=0":  # no timeout, as in PyMongo
+        assert ["maxTimeMS" in find for find in finds] == [False, False], finds
+        return
     assert 0 < finds[0]["maxTimeMS"] <= 4000, finds[0]
     assert ("maxTimeMS" in finds[1]) == (where == "timeoutMS"), finds[1]
 

@@ -9,7 +9,6 @@ shares, built on :class:`offload.ProxyBase`, with the two small bases for
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any, ClassVar, TypeVar
@@ -182,7 +181,7 @@ class MongoProxy(ProxyBase):
         """Wrap a PyMongo object that exists already (a subclass's own ``__init__``
         may build one, as :class:`~offload.mongo.MongoClient` does)."""
         self = object.__new__(cls)
-        MongoProxy.__init__(self, obj, runner)
+        ProxyBase.__init__(self, obj, pool=runner)
         return self
 
     @property
@@ -207,11 +206,13 @@ class MongoProxy(ProxyBase):
         if name not in self._offload_inline:
             return super()._offload_method(attr, name)
 
-        @functools.wraps(attr)
         def method(*args, **kwargs):
             args, kwargs = unwrap_args(args, kwargs)
             return self._offload_wrap(attr(*args, **kwargs), name)
 
+        # Two attributes, not functools.wraps: this runs for every find() and chained call.
+        method.__name__ = name
+        method.__doc__ = getattr(attr, "__doc__", None)
         return method
 
     def __getattr__(self, name: str) -> Any:

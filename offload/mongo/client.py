@@ -90,7 +90,8 @@ class MongoClient(ItemsInline):
                 # PyMongo objects cannot leave the process, nor be shared
                 # with anything but threads.
                 raise TypeError(f"pool must be an offload ThreadPool, not {type(pool).__name__}")
-        runner = Runner(None if inline else pool, owned, inline, real.options.timeout)
+        # timeoutMS=0 means no timeout, as in PyMongo.
+        runner = Runner(None if inline else pool, owned, inline, real.options.timeout or None)
         super().__init__(real, runner)
         if not inline and connect is not False:
             # PyMongo's connect=True: open the topology (monitor threads, SRV
