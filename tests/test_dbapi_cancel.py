@@ -95,7 +95,7 @@ def test_twenty_pg_sleeps_timed_out_end_on_the_server(pg_dsn):
         waited = _timed_out_sleepers(pool, "SELECT pg_sleep(30)")
         assert all(w is not None and w < 1.5 for w in waited), waited  # each caller back at ~0.3 s
         stopped = _until(lambda: _pg_active(dsn, app) == 0, 10)
-        assert stopped is not None and stopped < 3, stopped  # ~2 s asked; measured well under
+        assert stopped is not None and stopped < 5, stopped  # ~2 s asked; generous: measured 0.005-0.05 s
         assert _next_queries_are_clean(pool) == [1] * 20
         stats = pool.stats()
         assert stats["abandoned"] == 10 and stats["cancels_sent"] == 10, stats  # 10 ran, 10 queued
@@ -206,7 +206,7 @@ def test_psycopg3_cancel_safe(pg_dsn):
         with pytest.raises(gevent.Timeout), gevent.Timeout(0.3):
             conn.execute("SELECT pg_sleep(30)")
         stopped = _until(lambda: _pg_active(dsn, app) == 0, 10)
-        assert stopped is not None and stopped < 3
+        assert stopped is not None and stopped < 5  # generous: measured 0.014-0.36 s
         conn.rollback()
         assert db.call(conn, lambda raw: raw.execute("SELECT 3").fetchone()) == (3,)
         assert db.stats(conn)["cancels_effective"] == 1
@@ -262,7 +262,7 @@ def test_twenty_mariadb_sleeps_timed_out_end_on_the_server():
         waited = _timed_out_sleepers(pool, sql)
         assert all(w is not None and w < 1.5 for w in waited), waited
         stopped = _until(lambda: running() == 0, 10)
-        assert stopped is not None and stopped < 3, stopped
+        assert stopped is not None and stopped < 5, stopped  # generous: measured 0.08-0.35 s
         assert _next_queries_are_clean(pool) == [1] * 20
         stats = pool.stats()
         assert stats["cancels_sent"] == 10 and stats["discarded"] == 0, stats

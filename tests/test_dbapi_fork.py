@@ -190,3 +190,4 @@ def test_gunicorn_preload_two_gevent_workers_under_load(dsn, tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+        proc.stderr.close()

@@ -19,9 +19,8 @@ a server restart broke.
 Errors are the driver's own exceptions, raised in the caller with the
 driver's traceback.
 
-The package: :mod:`~offload.dbapi.lane` (the path every call takes),
-:mod:`~offload.dbapi.connection`, :mod:`~offload.dbapi.cursor`,
-:mod:`~offload.dbapi.pool`, :mod:`~offload.dbapi.reset` (what a pool resets),
+The package: ``lane`` (the path every call takes), ``connection``,
+``cursor``, ``pool``, :mod:`~offload.dbapi.reset` (what a pool resets),
 :mod:`~offload.dbapi.cancel` (how a statement is stopped) and
 :mod:`~offload.dbapi.hub` (calls made from the hub).
 """

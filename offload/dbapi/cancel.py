@@ -2,7 +2,7 @@
 
 When the greenlet waiting on a call is killed, or its ``gevent.Timeout`` or
 ``timeout=`` fires, while the statement runs in the lane, offload asks the
-server to stop it, from a thread of its own (:func:`cancel_pool`), so that
+server to stop it, from a thread of its own (``cancel_pool()``), so that
 the caller gets its exception at once:
 
 - **psycopg2**: ``connection.cancel()`` (libpq's ``PQcancel``, documented
@@ -10,7 +10,8 @@ the caller gets its exception at once:
 - **psycopg (3)**: ``Connection.cancel_safe()``.
 - **PyMySQL, mysqlclient**: ``KILL QUERY <connection id>`` on a side
   connection opened with the connection's own arguments and 3-second
-  connect, read and write timeouts.
+  connect, read and write timeouts, kept open for the next cancel (one per
+  server and process).
 - **sqlite3**: ``Connection.interrupt()``.
 
 Any other driver is not cancelled: its statement runs to its end, as before.
@@ -19,9 +20,11 @@ the connection, and the lane does not start its next call until the cancel
 has been delivered, so a cancel can never stop the next borrower's statement.
 """
 
+import os
 from types import ModuleType
 from typing import Any
 
+from .._core import native
 from .._core.lifecycle import LazyDefault
 from ..threadpool import ThreadPool
 from .reset import kind_of
@@ -73,18 +76,39 @@ class _Psycopg(Canceller):
 
 
 class _MySQL(Canceller):
+    # One side connection per server and process, kept for the next KILL:
+    # opening one per cancel (an authentication each) made ten cancels take
+    # 0.75-3 s on a loaded machine.
+    def __init__(self, module):
+        super().__init__(module)
+        self._lock = native.allocate_lock()  # the cancel threads share the side connections
+        self._side: dict = {}
+
     def cancel(self, raw, dial):
+        key = (os.getpid(), repr(dial))  # a forked child opens its own
+        statement = f"KILL QUERY {int(raw.thread_id())}"
+        with self._lock:
+            side = self._side.pop(key, None)
+            if side is not None:
+                try:
+                    _execute(side, statement)
+                except Exception:  # gone since the last cancel: open another
+                    _close_quietly(side)
+                else:
+                    self._side[key] = side
+                    return
+            side = self._open(dial)
+            try:
+                _execute(side, statement)
+            except BaseException:
+                _close_quietly(side)
+                raise
+            self._side[key] = side
+
+    def _open(self, dial):
         args, kwargs = dial
-        kwargs = dict(
-            kwargs, connect_timeout=SIDE_TIMEOUT, read_timeout=SIDE_TIMEOUT, write_timeout=SIDE_TIMEOUT
-        )
-        side = self.module.connect(*args, **kwargs)
-        try:
-            cursor = side.cursor()
-            cursor.execute(f"KILL QUERY {int(raw.thread_id())}")
-            cursor.close()
-        finally:
-            side.close()
+        bounded = dict(connect_timeout=SIDE_TIMEOUT, read_timeout=SIDE_TIMEOUT, write_timeout=SIDE_TIMEOUT)
+        return self.module.connect(*args, **dict(kwargs, **bounded))
 
     def took_effect(self, error):
         # SLEEP() killed returns 1 instead of failing: an end after the KILL counts.
@@ -99,6 +123,21 @@ class _SQLite(Canceller):
         return isinstance(error, self.module.OperationalError) and "interrupt" in str(error)
 
 
+def _execute(connection, statement):
+    cursor = connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _close_quietly(connection):
+    try:
+        connection.close()
+    except Exception:  # already broken: nothing to close
+        return
+
+
 _BY_DRIVER = {
     "psycopg2": _Psycopg2,
     "psycopg": _Psycopg,
@@ -108,7 +147,17 @@ _BY_DRIVER = {
 }
 
 
+_made: dict = {}  # module -> its Canceller: one per driver, shared by its connections
+_made_lock = native.allocate_lock()
+
+
 def canceller_for(module: ModuleType) -> Canceller | None:
     """How to cancel *module*'s statements, or None for a driver offload does not know."""
     cls = _BY_DRIVER.get(kind_of(module))
-    return cls(module) if cls is not None else None
+    if cls is None:
+        return None
+    with _made_lock:
+        made = _made.get(module)
+        if made is None:
+            made = _made[module] = cls(module)
+        return made

@@ -53,7 +53,7 @@ def lane_for(pool: ThreadPool | None, module: ModuleType) -> tuple[ThreadPool, b
     return pool, False
 
 
-_sessions = ForkRegistry()
+_sessions: "ForkRegistry[Session]" = ForkRegistry()
 #: Inherited connections whose socket could not be found: kept alive in the
 #: child, so that no finalizer closes them on the parent's session.
 _inherited: list = []
@@ -289,7 +289,7 @@ class SessionProxy(ProxyBase):
 
     __slots__ = ("_offload_session",)
 
-    def __init__(self, raw: Any, session: Session) -> None:
+    def __init__(self, raw: Any, session: Any) -> None:  # a Session (Any: the docs do not show it)
         super().__init__(raw, pool=session.lane)
         setattribute(self, "_offload_session", session)
 

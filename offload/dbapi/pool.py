@@ -16,7 +16,7 @@ from .reset import baseline, kind_of, restore
 
 __all__ = ["ConnectionPool"]
 
-_pools = ForkRegistry()
+_pools: "ForkRegistry[ConnectionPool]" = ForkRegistry()
 
 
 class ConnectionPool:
@@ -48,8 +48,7 @@ class ConnectionPool:
 
     After ``os.fork()`` the child's pool starts empty: the connections the
     parent opened are dropped there without being closed (closing would end
-    the parent's sessions, see :meth:`Session._after_fork
-    <offload.dbapi.lane.Session._after_fork>`), and the child opens its own.
+    the parent's sessions, see ``offload.dbapi.lane.Session._after_fork``), and the child opens its own.
     """
 
     def __init__(

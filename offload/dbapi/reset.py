@@ -1,8 +1,8 @@
 """How a pooled connection is handed back clean: per driver, what is reset.
 
 :class:`~offload.dbapi.ConnectionPool` notes each connection's settings when
-it opens it (:func:`baseline`) and, when the connection comes back, restores
-them in the connection's lane (:func:`restore`) before anyone else borrows it:
+it opens it (``baseline()``) and, when the connection comes back, restores
+them in the connection's lane (``restore()``) before anyone else borrows it:
 
 - **psycopg2**: rollback; ``DISCARD ALL`` (run in autocommit: it ends
   ``SET`` and ``SET ROLE``, temporary tables, prepared statements,
