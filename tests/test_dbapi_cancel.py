@@ -331,3 +331,21 @@ def test_putconn_from_the_hub_returns_at_once_and_resets_in_the_lane(tmp_path):
             assert again is conn and again.execute("SELECT count(*) FROM t").fetchone() == (0,)
         assert pool.stats()["hub_deferred"] == 1
     gc.collect()
+
+
+def test_a_driver_offload_does_not_know_is_abandoned_as_before():
+    import types
+
+    unknown = types.ModuleType("dbapi_unknown_driver")  # sqlite3 under a name no canceller knows
+    unknown.connect = sqlite3.connect
+    conn = db.connect(unknown, ":memory:")
+    try:
+        with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+            db.call(conn, lambda raw: time.sleep(0.4))
+        started = time.monotonic()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert time.monotonic() - started > 0.2  # queued behind the call, which ran to its end
+        stats = db.stats(conn)
+        assert stats["abandoned"] == 1 and stats["cancels_sent"] == 0
+    finally:
+        conn.close()

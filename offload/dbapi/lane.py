@@ -4,7 +4,12 @@ A :class:`Session` holds the driver's connection, the one-thread
 :class:`~offload.ThreadPool` it lives on, and whether it is closed.  Every
 call on a :class:`~offload.dbapi.Connection` or on one of its cursors goes
 through :meth:`Session.call`, so what a call checks first (closed, forked)
-and how it waits is written once.
+and how it waits is written once.  It puts its items on the lane itself
+(``ThreadPool._pack``/``_put``, the pool's own path for ``call``) rather
+than through ``ThreadPool.call``, because it needs a give-up of its own: a
+call whose caller leaves while it runs is cancelled on the server
+(:mod:`offload.dbapi.cancel`), and one from the hub may be deferred
+(:mod:`offload.dbapi.hub`).
 """
 
 import importlib
