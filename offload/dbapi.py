@@ -28,10 +28,11 @@ from typing import Any
 
 from ._bridge import Semaphore
 from ._core import native
+from .future import Future
 from .proxy import Proxy, _unwrap_args, unwrap
 from .threadpool import ThreadPool
 
-__all__ = ["connect", "call", "Connection", "Cursor", "ConnectionPool"]
+__all__ = ["connect", "call", "submit", "Connection", "Cursor", "ConnectionPool"]
 
 _getattribute = object.__getattribute__
 _setattr = object.__setattr__
@@ -112,6 +113,22 @@ def call(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> Any
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
     raw = _getattribute(target, "_offload_obj")
     return target._offload_call(fn, (raw,) + args, kwargs)
+
+
+def submit(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> Future:
+    """Queue ``fn(raw, *args, **kwargs)`` on *target*'s thread; return a :class:`~offload.Future` at once.
+
+    Like :func:`call`, but nobody waits: for code that must not block -- a
+    garbage-collection finalizer running in the hub, a caller being
+    cancelled -- yet needs the call made before any later one on the same
+    connection (a lane runs its calls in order).
+    """
+    if not isinstance(target, (Connection, Cursor)):
+        raise TypeError(f"target must be an offload.dbapi Connection or Cursor, not {type(target).__name__}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+    raw = _getattribute(target, "_offload_obj")
+    return _getattribute(target, "_offload_pool").submit(fn, raw, *args, **kwargs)
 
 
 class Connection(Proxy):
