@@ -111,7 +111,7 @@ class OffloadDialect:
             return CooperativeQueuePool
         return stock
 
-    def do_ping(self, dbapi_connection: Any) -> bool:
+    def do_ping(self, dbapi_connection: Any) -> Any:
         return in_lane(dbapi_connection, super().do_ping)  # type: ignore[misc]
 
     def do_executemany(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
