@@ -1,46 +1,33 @@
-"""What offload's pools share: argument checks, worker counters, stats.
+"""What offload's pools share: the worker loop, its counters, stats, shutdown.
 
 :class:`~offload.ThreadPool` and :class:`~offload.ProcessPool` differ in what
-a worker is (a thread, or a thread looking after a child process).  How they
-check their arguments, count what their workers did, report it, and answer a
-``submit`` made by one of their own workers is the same, and lives here.
+a worker is (a thread, or a thread looking after a child process) and so in
+how one call is run.  How a worker takes calls off the queue and counts what
+it did (:func:`serve`), how the pool reports it, drains its queue on
+shutdown, and answers a ``submit`` made by one of its own workers is the
+same, and lives here.
 """
 
 import abc
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
-from typing import Any
+from time import monotonic
+from typing import Any, TypeVar
 
 from ._core import native
+from ._core.calls import FutureCall, QueueItem
+from ._core.checks import check_callable, check_count, check_timeout
+from ._core.pace import Pace
 from .future import Future
 
+_T = TypeVar("_T")
 
-def check_count(name, value, minimum):
-    """Raise TypeError/ValueError unless *value* is an int >= *minimum*."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-
-
-def check_timeout(timeout):
-    """Raise TypeError/ValueError unless *timeout* is None or seconds >= 0."""
-    if timeout is None:
-        return
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0, not {timeout}")
-
-
-def check_callable(fn):
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-
-
-def name_of(fn):
-    """How error messages name a call's function."""
-    return getattr(fn, "__qualname__", None) or repr(fn)
+#: How a pool runs one call it took off the queue: (value, error), never raises.
+Execute = Callable[[QueueItem], "tuple[Any, BaseException | None]"]
+#: What a pool does after each call it ran: (the call's work, the item, run
+#: seconds, when it ended).  Called after the caller was woken.
+AfterEach = Callable[[Any, QueueItem, float, float], None]
 
 
 def run_inline(fn, args, kwargs):
@@ -62,44 +49,105 @@ class Counters:
     """What one worker has done; only that worker writes to it.
 
     ``active`` is 1 while it runs a call, which it started at ``since``.
+    Readers (``stats()``, the pace) see each field whole, if not all fields
+    from the same instant.
     """
 
     _TOTALS = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
     __slots__ = _TOTALS + ("since",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.taken = self.completed = self.failed = self.cancelled = self.active = 0
         self.wait_time = self.run_time = self.since = 0.0
 
-    def add(self, other):
+    def add(self, other: "Counters") -> None:
         for name in self._TOTALS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def serve(
+    queue: Any,
+    idle: deque,
+    max_idle: int,
+    counters: Counters,
+    execute: Execute,
+    after_each: AfterEach | None = None,
+    slots: Any = None,
+) -> None:
+    """The loop of one worker: take a call, run it with *execute*, wake its caller.
+
+    Returns at a stop marker (None) on *queue*.  Every call taken is counted
+    in *counters*: cancelled if its caller gave up before a worker claimed
+    it, else completed or failed, with the seconds it waited and ran.  After
+    each call the worker leaves a token in *idle* (up to *max_idle*): the
+    next put then knows a worker is on its way back to the queue.  *slots*
+    is the pool's bounded-queue semaphore, released as each call leaves the
+    queue.
+    """
+    get = queue.get
+    qsize = queue.qsize
+    while True:
+        item = get()
+        if item is None:
+            return
+        counters.taken += 1
+        if slots is not None:
+            slots.release()
+        if not item.start():
+            counters.cancelled += 1
+            continue
+        started = counters.since = monotonic()
+        counters.active = 1
+        counters.wait_time += started - item.queued_at
+        work = item.work
+        value, error = execute(item)
+        ended = monotonic()
+        run = ended - started
+        counters.run_time += run
+        counters.active = 0
+        if error is None:
+            counters.completed += 1
+        else:
+            counters.failed += 1
+        item.finish(value, error, qsize() > 0)
+        if after_each is not None:
+            after_each(work, item, run, ended)
+        # Drop the references before blocking on the queue again: the
+        # value, error and arguments must not live until the next call.
+        item = work = value = error = None
+        if len(idle) < max_idle:
+            idle.append(None)
 
 
 class PoolBase(futures.Executor):
     """The parts of a pool that do not depend on what its workers are.
 
-    A subclass sets ``name``, ``_max_workers``, ``_is_shutdown``, ``_lock``,
-    ``_submitted``, ``_retired`` (the :class:`Counters` of workers that
-    stopped), ``_workers`` and ``_idle`` -- :meth:`_reset` makes the last
-    five -- and defines :meth:`_live_counters` and ``_spawn()``.
+    A subclass sets ``name``, ``_max_workers`` and ``_is_shutdown``, calls
+    :meth:`_reset` (which makes the rest), and defines :meth:`_live_counters`
+    and :meth:`_spawn`.
     """
 
     name: str
     _max_workers: int
     _is_shutdown: bool
     _lock: Any
+    _queue: Any
     _submitted: int
-    _retired: Counters
+    _retired: Counters  # the Counters of workers that stopped
     _workers: list
-    _idle: Any
-    _pace: Any = None  # an offload._pace.Pace if threads start adaptively
+    _idle: deque
+    _stopped: Future
+    _pace: Pace | None = None  # set if threads start adaptively
 
     @abc.abstractmethod
     def _live_counters(self) -> tuple[list[Counters], int]:
         """The Counters of the live workers, and how many are alive (under ``_lock``)."""
 
-    def _reset(self):
+    @abc.abstractmethod
+    def _spawn(self) -> None:
+        """Start one more worker, unless the pool is full or shut down."""
+
+    def _reset(self) -> None:
         """Start from nothing: on creation, and in the child after a fork
         (where the workers, and any lock they held, are gone)."""
         self._lock = native.allocate_lock()
@@ -110,9 +158,87 @@ class PoolBase(futures.Executor):
         self._submitted = 0
         self._stopped = Future()
 
+    @abc.abstractmethod
+    def _in_own_worker(self) -> bool:
+        """Whether the caller is one of this pool's workers (its calls run inline)."""
+
+    @abc.abstractmethod
+    def _pack(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """The work a queue item carries to a worker for ``fn(*args, **kwargs)``."""
+
+    @abc.abstractmethod
+    def _put(self, item: Any) -> bool:
+        """Queue *item*; True if it must wait for a busy worker."""
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
+
+        Waiting on the future's ``result()`` parks only the calling greenlet
+        (in a plain thread, it blocks the thread).  From one of the pool's
+        own workers the call runs at once, inline, and the future comes back
+        done.
+        """
+        check_callable(fn)
+        if self._in_own_worker():
+            return run_inline(fn, args, kwargs)
+        future: Future[_T] = Future()
+        self._put(FutureCall(future, self._pack(fn, args, kwargs)))
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[_T]:
+        """Like :func:`map`, with each call made in the pool; results in order.
+
+        Every call is submitted before this returns (and, for processes,
+        pickled); each result is awaited cooperatively, and leaving the
+        iterator early cancels the calls that have not started.
+
+        :param timeout: seconds from this call until the iterator raises
+            :exc:`TimeoutError` for a result not yet ready.
+        :param chunksize: for a :class:`~offload.ProcessPool`, how many calls
+            travel to a process together: large chunks save round trips for
+            many small calls, and an exception fails its whole chunk.  A
+            :class:`~offload.ThreadPool` accepts and ignores it, as
+            :class:`concurrent.futures.ThreadPoolExecutor` does.
+        """
+        check_callable(fn)
+        timeout = check_timeout(timeout)
+        check_count("chunksize", chunksize, 1)
+        return self._map(fn, iterables, timeout, chunksize)
+
+    def _map(self, fn, iterables, timeout, chunksize):
+        return super().map(fn, *iterables, timeout=timeout)
+
     @property
     def max_workers(self) -> int:
+        """The most workers (threads, or processes) the pool runs at once."""
         return self._max_workers
+
+    def _drain(self) -> list:
+        """Take every call still queued (dropping stop markers) and count them as
+        taken; the caller cancels them."""
+        items = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except native.Empty:
+                break
+            if item is not None:
+                items.append(item)
+        with self._lock:
+            self._retired.taken += len(items)
+        return items
+
+    def _cancel(self, items: list) -> None:
+        """Cancel drained *items*, counting those that had not been cancelled yet."""
+        cancelled = sum(item.cancel() for item in items)
+        with self._lock:
+            self._retired.cancelled += cancelled
 
     def _wake_or_spawn(self):
         """After a put: leave the call to a worker, starting one if none is free.

@@ -26,16 +26,14 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-from ._bridge import Semaphore
 from ._core import native
+from ._core.waiters import CrossThreadSemaphore
 from .future import Future
-from .proxy import Proxy, _unwrap_args, unwrap
+from .proxy import ProxyBase, getattribute, setattribute, unwrap, unwrap_args
 from .threadpool import ThreadPool
 
 __all__ = ["connect", "call", "submit", "Connection", "Cursor", "ConnectionPool"]
 
-_getattribute = object.__getattribute__
-_setattr = object.__setattr__
 _ITER_BATCH = 100  # rows per round trip when iterating a cursor
 
 
@@ -99,6 +97,16 @@ def connect(
     return Connection(raw, module=module, lane=lane, owned=owned)
 
 
+def _raw_of(target, fn):
+    """The driver's object behind *target*, after checking the arguments of call/submit."""
+    if not isinstance(target, (Connection, Cursor)):
+        raise TypeError(f"target must be an offload.dbapi Connection or Cursor, not {type(target).__name__}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+    raw = getattribute(target, "_offload_obj")
+    return raw
+
+
 def call(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> Any:
     """Run ``fn(raw, *args, **kwargs)`` on *target*'s thread; return its result.
 
@@ -107,11 +115,7 @@ def call(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> Any
     needs it (``psycopg2.extras.register_hstore``, a batch of statements in
     one round trip) without ever touching it from another thread.
     """
-    if not isinstance(target, (Connection, Cursor)):
-        raise TypeError(f"target must be an offload.dbapi Connection or Cursor, not {type(target).__name__}")
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-    raw = _getattribute(target, "_offload_obj")
+    raw = _raw_of(target, fn)
     return target._offload_call(fn, (raw,) + args, kwargs)
 
 
@@ -123,15 +127,11 @@ def submit(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> F
     cancelled -- yet needs the call made before any later one on the same
     connection (a lane runs its calls in order).
     """
-    if not isinstance(target, (Connection, Cursor)):
-        raise TypeError(f"target must be an offload.dbapi Connection or Cursor, not {type(target).__name__}")
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-    raw = _getattribute(target, "_offload_obj")
-    return _getattribute(target, "_offload_pool").submit(fn, raw, *args, **kwargs)
+    raw = _raw_of(target, fn)
+    return getattribute(target, "_offload_pool").submit(fn, raw, *args, **kwargs)
 
 
-class Connection(Proxy):
+class Connection(ProxyBase):
     """A DB-API connection whose every call runs on its own thread.
 
     Made by :func:`connect`.  The DB-API methods -- :meth:`cursor`,
@@ -152,14 +152,14 @@ class Connection(Proxy):
 
     def __init__(self, raw, *, module, lane, owned):
         super().__init__(raw, pool=lane)
-        _setattr(self, "_offload_module", module)
-        _setattr(self, "_offload_owned", owned)
-        _setattr(self, "_offload_closed", False)
+        setattribute(self, "_offload_module", module)
+        setattribute(self, "_offload_owned", owned)
+        setattribute(self, "_offload_closed", False)
 
     def _offload_call(self, fn, args=(), kwargs=None):
         if self._offload_closed and self._offload_owned:
             raise _closed_error(self._offload_module)
-        args, kwargs = _unwrap_args(args, kwargs or {})
+        args, kwargs = unwrap_args(args, kwargs or {})
         return self._offload_pool._call(fn, args, kwargs, None)
 
     def _offload_wrap(self, value, name=None):
@@ -190,7 +190,7 @@ class Connection(Proxy):
         try:
             self._offload_call(self._offload_obj.close)
         finally:
-            _setattr(self, "_offload_closed", True)
+            setattribute(self, "_offload_closed", True)
             if self._offload_owned:
                 self._offload_pool.shutdown(wait=False)
 
@@ -205,10 +205,10 @@ class Connection(Proxy):
         # driver would otherwise be torn down from this thread) and stop the
         # lane, so a forgotten connection does not keep a thread alive.
         try:
-            if not _getattribute(self, "_offload_closed"):
-                lane = _getattribute(self, "_offload_pool")
-                lane.submit(_getattribute(self, "_offload_obj").close)
-                if _getattribute(self, "_offload_owned"):
+            if not getattribute(self, "_offload_closed"):
+                lane = getattribute(self, "_offload_pool")
+                lane.submit(getattribute(self, "_offload_obj").close)
+                if getattribute(self, "_offload_owned"):
                     lane.shutdown(wait=False)
         except Exception:  # half-built, interpreter shutdown, lane already stopped
             return
@@ -218,7 +218,7 @@ class Connection(Proxy):
         return f"<offload.dbapi.Connection {state} {self._offload_obj!r}>"
 
 
-class Cursor(Proxy):
+class Cursor(ProxyBase):
     """A DB-API cursor whose every call runs on its connection's thread.
 
     ``execute``, ``executemany``, ``fetchone``, ``fetchmany``, ``fetchall``,
@@ -233,14 +233,14 @@ class Cursor(Proxy):
 
     def __init__(self, raw, connection):
         super().__init__(raw, pool=connection._offload_pool)
-        _setattr(self, "_offload_conn", connection)
-        _setattr(self, "_offload_closed", False)
+        setattribute(self, "_offload_conn", connection)
+        setattribute(self, "_offload_closed", False)
 
     def _offload_call(self, fn, args=(), kwargs=None):
         conn = self._offload_conn
         if conn._offload_closed and conn._offload_owned:
             raise _closed_error(conn._offload_module)
-        args, kwargs = _unwrap_args(args, kwargs or {})
+        args, kwargs = unwrap_args(args, kwargs or {})
         return self._offload_pool._call(fn, args, kwargs, None)
 
     def _offload_wrap(self, value, name=None):
@@ -276,7 +276,7 @@ class Cursor(Proxy):
         return self._offload_call(self._offload_obj.callproc, (procname,) + args, kwargs)
 
     def close(self) -> None:
-        _setattr(self, "_offload_closed", True)
+        setattribute(self, "_offload_closed", True)
         self._offload_call(self._offload_obj.close)
 
     def __iter__(self):
@@ -304,9 +304,9 @@ class Cursor(Proxy):
         # the rest of a result when a cursor is torn down, which must not
         # happen from this thread while the lane uses the connection.
         try:
-            conn = _getattribute(self, "_offload_conn")
-            if not _getattribute(self, "_offload_closed") and not _getattribute(conn, "_offload_closed"):
-                _getattribute(self, "_offload_pool").submit(_getattribute(self, "_offload_obj").close)
+            conn = getattribute(self, "_offload_conn")
+            if not getattribute(self, "_offload_closed") and not getattribute(conn, "_offload_closed"):
+                getattribute(self, "_offload_pool").submit(getattribute(self, "_offload_obj").close)
         except Exception:  # half-built, interpreter shutdown, lane already stopped
             return
 
@@ -368,7 +368,7 @@ class ConnectionPool:
         self._args = args
         self._kwargs = kwargs
         self._lock = native.allocate_lock()
-        self._slots = Semaphore(maxconn)
+        self._slots = CrossThreadSemaphore(maxconn)
         self._idle: deque[tuple[Connection, int]] = deque()  # (connection, generation it was opened in)
         self._generation = 0  # bumped whenever a broken connection is found
         self._size = 0

@@ -4,8 +4,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
-from ._poolbase import check_callable, check_timeout
-from .executor import PoolArg, check_pool, resolve_pool
+from ._core.checks import check_callable, check_timeout
+from .defaults import PoolArg, check_pool, resolve_pool
 
 __all__ = ["offload"]
 
@@ -46,7 +46,7 @@ def offload(fn: Any = None, /, *, pool: PoolArg = None, timeout: float | None = 
     works on functions, methods, staticmethods and classmethods.
     """
     check_pool(pool)
-    check_timeout(timeout)
+    timeout = check_timeout(timeout)
     if fn is None:
         return functools.partial(offload, pool=pool, timeout=timeout)
     if isinstance(fn, (staticmethod, classmethod)):

@@ -31,7 +31,7 @@ import gevent
 from gevent import monkey
 
 from ._version import __version__
-from .executor import call
+from .defaults import call
 from .heartbeat import probe
 from .threadpool import ThreadPool
 

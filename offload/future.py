@@ -13,8 +13,9 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import TypeVar
 
-from ._bridge import waiter
 from ._core import native
+from ._core.checks import check_timeout
+from ._core.waiters import waiter
 
 __all__ = ["Future"]
 
@@ -60,7 +61,6 @@ class _Condition:
         for w in waiters:
             w.wake()
 
-    notifyAll = notify_all
 
 
 class Future(futures.Future[_T]):
@@ -86,16 +86,26 @@ class Future(futures.Future[_T]):
         self._waiters = []
         self._done_callbacks: list[Callable[[futures.Future[_T]], object]] = []
 
-    if sys.version_info < (3, 11):  # pragma: no cover - the alias came in 3.11
+    def result(self, timeout: float | None = None) -> _T:
+        """The call's value, waiting up to *timeout* seconds (None: for ever).
 
-        def result(self, timeout=None):
-            try:
-                return super().result(timeout)
-            except futures.TimeoutError:
-                raise TimeoutError() from None
+        Raises the call's exception, :exc:`concurrent.futures.CancelledError`
+        if it was cancelled, or :exc:`TimeoutError` if *timeout* passed.
+        """
+        timeout = check_timeout(timeout)
+        if sys.version_info >= (3, 11):
+            return super().result(timeout)
+        try:  # pragma: no cover - before 3.11 futures.TimeoutError was its own class
+            return super().result(timeout)
+        except futures.TimeoutError:
+            raise TimeoutError() from None
 
-        def exception(self, timeout=None):
-            try:
-                return super().exception(timeout)
-            except futures.TimeoutError:
-                raise TimeoutError() from None
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The call's exception (None if it returned), waiting as :meth:`result` does."""
+        timeout = check_timeout(timeout)
+        if sys.version_info >= (3, 11):
+            return super().exception(timeout)
+        try:  # pragma: no cover - as in result()
+            return super().exception(timeout)
+        except futures.TimeoutError:
+            raise TimeoutError() from None

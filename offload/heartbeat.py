@@ -14,6 +14,8 @@ from typing import Any
 
 import gevent
 
+from ._core.checks import check_callable, check_seconds
+
 __all__ = ["Heartbeat", "ProbeResult", "probe", "percentile"]
 
 
@@ -24,13 +26,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
-
-
-def _check_seconds(name, value, positive):
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, not {value}")
 
 
 class Heartbeat:
@@ -44,7 +39,7 @@ class Heartbeat:
     """
 
     def __init__(self, interval: float = 0.001) -> None:
-        _check_seconds("interval", interval, positive=True)
+        interval = check_seconds("interval", interval, positive=True)
         self.interval = interval
         self.lags: list[float] = []
         self.times: list[float] = []
@@ -124,10 +119,9 @@ def probe(
     >>> offload.probe(offload.call, time.sleep, 0.1).blocked
     False
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-    _check_seconds("interval", interval, positive=True)
-    _check_seconds("threshold", threshold, positive=False)
+    check_callable(fn)
+    interval = check_seconds("interval", interval, positive=True)
+    threshold = check_seconds("threshold", threshold, positive=False)
     heartbeat = Heartbeat(interval)
     with heartbeat:
         started = perf_counter()

@@ -50,9 +50,10 @@ from pymongo.driver_info import DriverInfo
 
 from ._core import native
 from ._version import __version__
-from .executor import check_pool, resolve_pool
-from .proxy import Proxy, _unwrap_args, unwrap
-from .threadpool import ThreadPool, in_worker
+from .defaults import check_pool, resolve_pool
+from .proxy import Proxy, unwrap
+from .proxy import unwrap_args as _unwrap_args
+from .threadpool import ThreadPool, in_worker_thread
 
 __all__ = [
     "ChangeStream",
@@ -96,7 +97,7 @@ def _use_real_sockets():
     socket forbids.  The main thread keeps what patching gave it, so plain
     PyMongo under ``patch_all()`` stays cooperative.
     """
-    if in_worker():
+    if in_worker_thread():
         return True
     if is_module_patched("threading"):
         return False

@@ -19,27 +19,29 @@ traps of :mod:`multiprocessing` under gevent:
 * Calls are pickled in the caller, so an unpicklable function or argument
   raises there at once.
 
-What crosses the pipe, and the loop a child runs, are in
-:mod:`offload._wire`; the thread that looks after one child is in
-:mod:`offload._procworker`.  This module holds the pool itself.
+What crosses the pipe is in :mod:`offload._process.wire`, the loop a child
+runs in :mod:`offload._process.child`, and the thread that looks after one
+child in :mod:`offload._process.keeper`.  This module holds the pool itself.
 """
 
 import atexit
 import os
-import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from functools import partial
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-from . import _wire
-from ._bridge import current_bridge, locked
-from ._calls import HubCall, Task, ThreadCall
-from ._core import native
-from ._poolbase import PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
-from ._procworker import Worker, WorkerCrashed
-from ._wire import RemoteTraceback
-from .future import Future
+from ._core import checks, native
+from ._core.bridge import current_bridge
+from ._core.calls import HubCall, ThreadCall
+from ._core.lifecycle import ForkRegistry, LazyDefault
+from ._core.waiters import locked
+from ._poolbase import PoolBase
+from ._process import child, wire
+from ._process.keeper import ChildKeeper, ChildSpec, WorkerCrashed
+from ._process.wire import RemoteTraceback
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ProcessPool",
@@ -49,28 +51,27 @@ __all__ = [
     "get_default_process_pool",
 ]
 
-_pools: "weakref.WeakSet[ProcessPool]" = weakref.WeakSet()
+_pools = ForkRegistry()
 
 
-def default_process_count():
+class ProcessWork(NamedTuple):
+    """What a ProcessPool queue item carries to its keeper thread."""
+
+    message: bytes  # the pickled call, framed (see offload._process.wire)
+    name: str  # the function's name, for error messages
+
+
+def default_process_count() -> int:
     """The number of processes a pool gets when none is asked for.
 
     ``OFFLOAD_PROCESSES`` from the environment if set, else the number of
     CPUs this process may run on.
     """
-    value = os.environ.get("OFFLOAD_PROCESSES")
-    if value is not None and value.strip():
-        try:
-            count = int(value)
-        except ValueError:
-            raise ValueError(f"OFFLOAD_PROCESSES must be an integer, not {value!r}") from None
-        if count <= 0:
-            raise ValueError(f"OFFLOAD_PROCESSES must be greater than 0, not {count}")
-        return count
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return checks.env_count("OFFLOAD_PROCESSES", cpus)
 
 
 # -- the pool ---------------------------------------------------------------
@@ -121,7 +122,8 @@ class ProcessPool(PoolBase):
     :param name: a label for :func:`repr`, :meth:`stats` and process names.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
-    the calling greenlet; in a plain thread it blocks that thread.  Processes
+    the calling greenlet; in a plain thread it blocks that thread.  Calls are
+    pickled in the caller, so pickling errors raise at once.  Processes
     start on demand and live until :meth:`shutdown`, or the end of the
     interpreter, which terminates them.  Inside a worker process, calls to
     any ProcessPool run inline: a worker never starts processes of its own.
@@ -140,29 +142,31 @@ class ProcessPool(PoolBase):
     ):
         if max_workers is None:
             max_workers = default_process_count()
-        check_count("max_workers", max_workers, 1)
+        checks.check_count("max_workers", max_workers, 1)
         if max_tasks_per_child is not None:
-            check_count("max_tasks_per_child", max_tasks_per_child, 1)
+            checks.check_count("max_tasks_per_child", max_tasks_per_child, 1)
         if initializer is not None:
-            if not callable(initializer):
-                raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
+            checks.check_callable(initializer, "initializer")
             if not isinstance(initargs, tuple):
                 raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
             try:
-                _wire.dumps((initializer, initargs))
+                wire.dumps((initializer, initargs))
             except Exception as exc:
                 raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
-        if not isinstance(kill_on_timeout, bool):
-            raise TypeError(f"kill_on_timeout must be a bool, not {type(kill_on_timeout).__name__}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        elif initargs != ():
+            raise ValueError("initargs must be empty without an initializer: pass initializer= too")
+        checks.check_bool("kill_on_timeout", kill_on_timeout)
+        checks.check_name("name", name)
         self._kill_on_timeout = kill_on_timeout
-        self._context = _context_for(mp_context)
-        self._max_workers = max_workers
-        self._max_tasks_per_child = max_tasks_per_child
-        self._initializer = initializer
-        self._initargs = initargs
         self.name = name or f"ProcessPool-{id(self):x}"
+        self._spec = ChildSpec(
+            context=_context_for(mp_context),
+            initializer=initializer,
+            initargs=initargs,
+            name=self.name,
+            max_tasks_per_child=max_tasks_per_child,
+        )
+        self._max_workers = max_workers
         self._is_shutdown = False
         self._reset()
         _pools.add(self)
@@ -170,7 +174,7 @@ class ProcessPool(PoolBase):
 
     # -- submitting -------------------------------------------------------
 
-    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
         """Run ``fn(*args, **kwargs)`` in a worker process and return its result.
 
         Only the calling greenlet waits.  *fn*, the arguments and the result
@@ -186,14 +190,14 @@ class ProcessPool(PoolBase):
         return self._call(fn, args, kwargs, None)
 
     def _call(self, fn, args, kwargs, timeout):
-        check_callable(fn)
-        if _wire.in_worker:
+        checks.check_callable(fn)
+        if child.IN_CHILD:
             return fn(*args, **kwargs)
-        name = name_of(fn)
-        work = (_wire.pack_call(fn, args, kwargs), name)
+        work = self._pack(fn, args, kwargs)
         bridge = current_bridge()
-        item = (ThreadCall if bridge is None else HubCall)(work, bridge)
-        work = None
+        item: HubCall | ThreadCall = (ThreadCall if bridge is None else HubCall)(work, bridge)
+        name = work.name
+        del work  # the message may be large: only the item keeps it
         if self._put(item) and bridge is not None:
             bridge.gather()
         return item.settle(timeout, name, self._give_up)
@@ -210,43 +214,18 @@ class ProcessPool(PoolBase):
                 return "finish (its worker process was killed)"
         return "finish"
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        """Schedule ``fn(*args, **kwargs)`` in a process; return a :class:`~offload.Future`.
+    def _in_own_worker(self):
+        return child.IN_CHILD
 
-        Pickling errors raise here, at once, as in :meth:`call`.
-        """
-        check_callable(fn)
-        if _wire.in_worker:
-            return run_inline(fn, args, kwargs)
-        future: Future[Any] = Future()
-        self._put(Task(future, (_wire.pack_call(fn, args, kwargs), name_of(fn))))
-        return future
+    def _pack(self, fn, args, kwargs):
+        # Pickled here, in the caller, so that an unpicklable call raises at once.
+        return ProcessWork(wire.pack_call(fn, args, kwargs), checks.name_of(fn))
 
-    def map(
-        self,
-        fn: Callable[..., Any],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[Any]:
-        """Like :func:`map`, with calls run in the processes, results in order.
-
-        :param chunksize: how many calls travel to a process together.  Large
-            chunks save round trips for many small calls; an exception fails
-            its whole chunk.
-        :param timeout: seconds from this call until the iterator raises
-            :exc:`TimeoutError` for a result not yet ready.
-
-        Every call is submitted (and pickled) before this returns; leaving the
-        iterator early cancels the calls that have not started.
-        """
-        check_callable(fn)
-        check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
+    def _map(self, fn, iterables, timeout, chunksize):
         if chunksize == 1:
-            return super().map(fn, *iterables, timeout=timeout)
-        chunks = _wire.chunks(iterables, chunksize)
-        results = super().map(partial(_wire.run_chunk, fn), chunks, timeout=timeout)
+            return super()._map(fn, iterables, timeout, chunksize)
+        chunks = wire.chunks(iterables, chunksize)
+        results = super()._map(partial(child.run_chunk, fn), (chunks,), timeout, 1)
         return chain.from_iterable(results)
 
     def _put(self, item):
@@ -265,7 +244,9 @@ class ProcessPool(PoolBase):
         with self._lock:
             if len(self._workers) >= self._max_workers or self._is_shutdown:
                 return
-            worker = Worker(self)
+            worker = ChildKeeper(
+                self._spec, self._queue, self._idle, self._max_workers, self._closing, self._retire
+            )
             self._workers.append(worker)
         try:
             native.start_new_thread(worker.run, ())
@@ -273,6 +254,9 @@ class ProcessPool(PoolBase):
             with self._lock:
                 self._workers.remove(worker)
             raise
+
+    def _closing(self):
+        return self._is_shutdown
 
     def _retire(self, worker):
         with self._lock:
@@ -291,31 +275,20 @@ class ProcessPool(PoolBase):
             has exited.
         :param cancel_futures: cancel the calls that have not started.
         """
-        drained = self._close(cancel_futures)
-        for item in drained:
-            if item.cancel():
-                with self._lock:
-                    self._retired.cancelled += 1
+        self._cancel(self._close(cancel_futures))
         with self._lock:
             running = bool(self._workers)
         if wait and running:
             self._stopped.result()
 
     def _close(self, cancel_futures):
-        drained = []
         with self._lock:
             self._is_shutdown = True
-            if cancel_futures:
-                while True:
-                    try:
-                        item = self._queue.get_nowait()
-                    except native.Empty:
-                        break
-                    if item is not None:
-                        drained.append(item)
-                self._retired.taken += len(drained)
-            for _ in self._workers:
-                self._queue.put(None)
+            workers = len(self._workers)
+        # Drained before the stop markers go in, so that none is drained.
+        drained = self._drain() if cancel_futures else []
+        for _ in range(workers):
+            self._queue.put(None)
         return drained
 
     def _terminate(self, timeout):
@@ -323,8 +296,7 @@ class ProcessPool(PoolBase):
 
         What the interpreter's exit does to every pool still running.
         """
-        for item in self._close(cancel_futures=True):
-            item.cancel()
+        self._cancel(self._close(cancel_futures=True))
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
@@ -357,14 +329,13 @@ class ProcessPool(PoolBase):
         alive = sum(1 for worker in self._workers if worker.proc is not None)
         return [worker.counters for worker in self._workers], alive
 
-    def pids(self) -> list:
+    def pids(self) -> list[int]:
         """The process ids of the worker processes alive now."""
         with self._lock:
             return [worker.pid for worker in self._workers if worker.proc is not None]
 
 
-_default_pool = None
-_default_lock = native.allocate_lock()
+_default = LazyDefault(lambda: ProcessPool(name="offload-process"))
 
 
 def get_default_process_pool() -> ProcessPool:
@@ -373,14 +344,7 @@ def get_default_process_pool() -> ProcessPool:
     ``pool="process"`` means this pool.  Its size is
     :func:`default_process_count`.
     """
-    global _default_pool
-    pool = _default_pool
-    if pool is None:
-        with _default_lock:
-            if _default_pool is None:
-                _default_pool = ProcessPool(name="offload-process")
-            pool = _default_pool
-    return pool
+    return _default.get()
 
 
 _atexit_registered = False
@@ -399,13 +363,5 @@ def _register_atexit():
 
 
 def _terminate_all():
-    for pool in list(_pools):
+    for pool in _pools:
         pool._terminate(timeout=5.0)
-
-
-def _after_fork_in_child():
-    for pool in list(_pools):
-        pool._after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,7 +1,7 @@
 """A pool of real OS threads that greenlets can wait on cooperatively.
 
 A call is put on a C :class:`queue.SimpleQueue` (the unpatched one) and taken
-by a worker thread; the caller parks on a waiter from :mod:`offload._bridge`,
+by a worker thread; the caller parks on a waiter from :mod:`offload._core.waiters`,
 so only the calling greenlet waits while its hub runs everything else.
 Workers are started on demand up to ``max_workers`` and live until
 :meth:`ThreadPool.shutdown`, or until the pool is garbage collected; they are
@@ -9,28 +9,50 @@ raw threads that never keep the interpreter from exiting.
 """
 
 import contextvars
-import os
+import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from time import monotonic
-from typing import Any, TypeVar
+from collections.abc import Callable
+from contextvars import Context
+from typing import Any, NamedTuple, TypeVar
 
 import gevent
 from gevent._hub_local import get_hub_if_exists
 
-from ._bridge import Semaphore, current_bridge
-from ._calls import HubCall, Task, ThreadCall
 from ._core import native
-from ._pace import Pace
-from ._poolbase import Counters, PoolBase, check_callable, check_count, check_timeout, name_of, run_inline
-from .future import Future
+from ._core.bridge import current_bridge
+from ._core.calls import HubCall, ThreadCall
+from ._core.checks import (
+    check_bool,
+    check_callable,
+    check_count,
+    check_name,
+    env_count,
+    name_of,
+)
+from ._core.lifecycle import ForkRegistry
+from ._core.pace import Pace
+from ._core.waiters import CrossThreadSemaphore
+from ._poolbase import Counters, PoolBase, serve
 
-__all__ = ["ThreadPool", "default_size"]
+__all__ = ["ThreadPool", "default_size", "in_worker_thread"]
 
 _T = TypeVar("_T")
 
+# Not measured: enough for a handful of connections' worth of blocking calls
+# without letting a burst start a hundred threads.  OFFLOAD_THREADS overrides.
 _DEFAULT_SIZE = 10
-_ADAPTIVE_FLOOR = 4  # threads an adaptive pool starts on demand
+# Threads an adaptive pool starts on demand before it asks the pace; see
+# docs/choosing.rst ("adaptive") for the runs that chose it.
+_ADAPTIVE_FLOOR = 4
+
+
+class ThreadWork(NamedTuple):
+    """What a ThreadPool queue item carries to its worker."""
+
+    fn: Callable[..., Any]
+    args: tuple
+    kwargs: dict
+    context: Context
 
 
 class _WorkerLocal(native.local):
@@ -38,7 +60,7 @@ class _WorkerLocal(native.local):
 
 
 _tls = _WorkerLocal()
-_pools: "weakref.WeakSet[ThreadPool]" = weakref.WeakSet()
+_pools = ForkRegistry()
 
 
 def default_size() -> int:
@@ -46,21 +68,22 @@ def default_size() -> int:
 
     ``OFFLOAD_THREADS`` from the environment if set, else 10.
     """
-    value = os.environ.get("OFFLOAD_THREADS")
-    if value is None or not value.strip():
-        return _DEFAULT_SIZE
-    try:
-        size = int(value)
-    except ValueError:
-        raise ValueError(f"OFFLOAD_THREADS must be an integer, not {value!r}") from None
-    if size <= 0:
-        raise ValueError(f"OFFLOAD_THREADS must be greater than 0, not {size}")
-    return size
+    return env_count("OFFLOAD_THREADS", _DEFAULT_SIZE)
+
+
+def in_worker_thread() -> bool:
+    """Whether the calling thread is a worker of an offload :class:`ThreadPool`."""
+    return _tls.queue is not None
 
 
 def in_worker() -> bool:
-    """Whether the calling thread is a worker of an offload :class:`ThreadPool`."""
-    return _tls.queue is not None
+    """Deprecated alias of :func:`in_worker_thread`."""
+    warnings.warn(
+        "offload.threadpool.in_worker is deprecated since offload 0.2.0; use in_worker_thread instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return in_worker_thread()
 
 
 class ThreadPool(PoolBase):
@@ -78,9 +101,11 @@ class ThreadPool(PoolBase):
         it, a call that finds no idle thread starts one, up to *max_workers*.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
-    the calling greenlet; in a plain thread it blocks that thread.  A call
-    made from one of this pool's own workers runs inline, so a pool of one
-    thread cannot deadlock on itself.
+    the calling greenlet; in a plain thread it blocks that thread.  With
+    ``max_queue`` set and the queue full, :meth:`submit` itself waits
+    (cooperatively in a greenlet) until a worker takes a call.  A call made
+    from one of this pool's own workers runs inline, so a pool of one thread
+    cannot deadlock on itself.
     """
 
     def __init__(
@@ -95,10 +120,8 @@ class ThreadPool(PoolBase):
             max_workers = default_size()
         check_count("max_workers", max_workers, 1)
         check_count("max_queue", max_queue, 0)
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-        if not isinstance(adaptive, bool):
-            raise TypeError(f"adaptive must be a bool, not {type(adaptive).__name__}")
+        check_name("name", name)
+        check_bool("adaptive", adaptive)
         self._max_workers = max_workers
         self._max_queue = max_queue
         self._pace = Pace(min(_ADAPTIVE_FLOOR, max_workers)) if adaptive else None
@@ -109,7 +132,7 @@ class ThreadPool(PoolBase):
 
     def _reset(self):
         super()._reset()
-        self._slots = Semaphore(self._max_queue) if self._max_queue else None
+        self._slots = CrossThreadSemaphore(self._max_queue) if self._max_queue else None
 
     # -- submitting -------------------------------------------------------
 
@@ -126,49 +149,24 @@ class ThreadPool(PoolBase):
         return self._call(fn, args, kwargs, None)
 
     def _call(self, fn, args, kwargs, timeout):
+        # The test before the call: check_callable costs a frame on every call.
         if not callable(fn):
             check_callable(fn)
         if _tls.queue is self._queue:
             return fn(*args, **kwargs)
         bridge = current_bridge()
-        work = (fn, args, kwargs, contextvars.copy_context())
+        work = ThreadWork(fn, args, kwargs, contextvars.copy_context())
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         if self._put(item) and bridge is not None:
             bridge.gather()
         # The name only matters for a timeout's message: skip the lookup otherwise.
         return item.settle(timeout, name_of(fn) if timeout is not None else None)
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
+    def _in_own_worker(self):
+        return _tls.queue is self._queue
 
-        Waiting on the future's ``result()`` parks only the calling greenlet.
-        With ``max_queue`` set and the queue full, ``submit`` itself waits
-        (cooperatively in a greenlet) until a worker takes a call.
-        """
-        check_callable(fn)
-        if _tls.queue is self._queue:
-            return run_inline(fn, args, kwargs)
-        future: Future[_T] = Future()
-        self._put(Task(future, (fn, args, kwargs, contextvars.copy_context())))
-        return future
-
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[_T]:
-        """Like :func:`map`, with each call made in the pool.
-
-        Every call is submitted at once; results are yielded in order, each
-        awaited cooperatively.  *timeout* (seconds, counted from this call)
-        raises :exc:`TimeoutError` when a result is not ready in time;
-        *chunksize* is accepted for compatibility and ignored, as by
-        :class:`concurrent.futures.ThreadPoolExecutor`.
-        """
-        check_timeout(timeout)
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+    def _pack(self, fn, args, kwargs):
+        return ThreadWork(fn, args, kwargs, contextvars.copy_context())
 
     def _put(self, item):
         if self._is_shutdown:
@@ -202,7 +200,7 @@ class ThreadPool(PoolBase):
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
         # callback stops the worker.
-        pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))
+        pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
         try:
             native.start_new_thread(
                 _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace)
@@ -223,22 +221,11 @@ class ThreadPool(PoolBase):
 
     def _cancel_queued(self):
         """Cancel every call still in the queue; drop leftover stop markers."""
-        items = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except native.Empty:
-                break
-            if item is not None:
-                items.append(item)
-        cancelled = 0
-        for item in items:
-            if self._slots is not None:
+        items = self._drain()
+        if self._slots is not None:
+            for _ in items:
                 self._slots.release()
-            cancelled += item.cancel()
-        with self._lock:
-            self._retired.taken += len(items)
-            self._retired.cancelled += cancelled
+        self._cancel(items)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -269,50 +256,35 @@ class ThreadPool(PoolBase):
 
 
 def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
-    """The loop of one worker thread: take a call, run it, wake its caller."""
+    """The body of one worker thread: serve the queue, then retire."""
     _tls.queue = queue
-    get = queue.get
     monitored = gevent.config.monitor_thread
-    try:
-        while True:
-            item = get()
-            if item is None:
-                return
-            counters.taken += 1
-            if slots is not None:
-                slots.release()
-            if not item.start():
-                counters.cancelled += 1
-                continue
-            started = counters.since = monotonic()
-            counters.active = 1
-            counters.wait_time += started - item.queued_at
-            fn, args, kwargs, context = item.work
-            error = value = None
-            try:
-                value = context.run(fn, *args, **kwargs)
-            except BaseException as exc:
-                # Drop this frame: the traceback starts at the user's code.
-                error = exc.with_traceback(exc.__traceback__.tb_next)
-                counters.failed += 1
-            else:
-                counters.completed += 1
-            ended = monotonic()
-            run = ended - started
-            counters.run_time += run
-            counters.active = 0
-            item.finish(value, error, queue.qsize() > 0)
+    if pace is None and not monitored:
+        after_each = None  # the common case: nothing to do between calls
+    else:
+
+        def after_each(work, item, run, ended):
             if pace is not None:
-                pace.finished(fn, run, ended, item.hub_keeps_up())
-            item = fn = args = kwargs = value = error = None
-            if len(idle) < max_idle:
-                idle.append(None)
+                pace.finished(work.fn, run, ended, item.hub_keeps_up())
             if monitored:
                 _unmonitor()
+
+    try:
+        serve(queue, idle, max_idle, counters, _execute, after_each, slots)
     finally:
         pool = pool_ref()
         if pool is not None:
             pool._retire(counters)
+
+
+def _execute(item):
+    """Run one call here, in its caller's context: (value, error)."""
+    fn, args, kwargs, context = item.work
+    try:
+        return context.run(fn, *args, **kwargs), None
+    except BaseException as exc:
+        # Drop this frame: the traceback starts at the user's code.
+        return None, exc.with_traceback(exc.__traceback__.tb_next)  # type: ignore[union-attr]
 
 
 def _unmonitor():
@@ -321,11 +293,3 @@ def _unmonitor():
     hub = get_hub_if_exists()
     if hub is not None and hub.periodic_monitoring_thread is not None:
         hub.periodic_monitoring_thread.ignore_current_greenlet_blocking()
-
-
-def _after_fork_in_child():
-    for pool in list(_pools):
-        pool._after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -13,7 +13,7 @@ import pytest
 
 from offload import ThreadPool
 from offload._core import native as _native
-from offload._pace import STUCK, Pace
+from offload._core.pace import STUCK, Pace
 from offload._poolbase import Counters
 
 sleep = _native.sleep  # C-level blocking, never yields to gevent
@@ -121,7 +121,7 @@ def test_calls_that_keep_the_hub_waiting_for_the_gil_stop_the_growth():
 
 
 def test_a_late_hub_is_seen_by_its_bridge():
-    from offload._bridge import LAG_BUDGET, current_bridge
+    from offload._core.bridge import LAG_BUDGET, current_bridge
 
     def late_once():
         bridge = current_bridge()
@@ -196,7 +196,7 @@ def test_pace_gives_no_credit_for_calls_whose_hub_is_late():
 
 
 def test_pace_starts_a_thread_on_credit_at_most_every_grow_interval():
-    from offload._pace import _GROW_EVERY
+    from offload._core.pace import _GROW_EVERY
 
     pace = Pace(FLOOR)
 
@@ -218,7 +218,7 @@ def test_pace_starts_a_thread_on_credit_at_most_every_grow_interval():
 
 
 def test_pace_forgets_old_minima_after_two_windows():
-    from offload._pace import _WINDOW
+    from offload._core.pace import _WINDOW
 
     pace = Pace(FLOOR)
 

@@ -18,7 +18,7 @@ import pytest
 
 import offload
 from offload import ProcessPool, WorkerCrashed
-from offload.executor import resolve_pool
+from offload.defaults import resolve_pool
 
 # -- what the children run ---------------------------------------------------
 

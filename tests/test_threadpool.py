@@ -249,13 +249,13 @@ def _in_a_fresh_hub(fn):
 
 def test_a_busy_pool_wakes_its_callers_in_batches(monkeypatch):
     passes = []
-    drain = offload._bridge._Bridge._drain
+    drain = offload._core.bridge.Bridge._drain
 
     def counting_drain(bridge):
         passes.append(len(bridge.ready))
         drain(bridge)
 
-    monkeypatch.setattr(offload._bridge._Bridge, "_drain", counting_drain)
+    monkeypatch.setattr(offload._core.bridge.Bridge, "_drain", counting_drain)
     two = ThreadPool(2)
 
     def scenario():
@@ -276,7 +276,7 @@ def test_a_busy_pool_wakes_its_callers_in_batches(monkeypatch):
 
 def test_a_pool_with_free_workers_wakes_its_caller_at_once(pool, monkeypatch):
     gathered = []
-    monkeypatch.setattr(offload._bridge._Bridge, "gather", lambda bridge: gathered.append(1))
+    monkeypatch.setattr(offload._core.bridge.Bridge, "gather", lambda bridge: gathered.append(1))
     started = time.perf_counter()
     for i in range(200):
         assert pool.call(abs, -i) == i

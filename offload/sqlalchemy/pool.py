@@ -30,12 +30,8 @@ from sqlalchemy.util import queue as sqla_queue
 
 from .._core import native
 from .._core.lifecycle import ForkRegistry
+from .._core.waiters import CrossThreadSemaphore
 from .inherit import forget
-
-try:  # the house move (issue 14) renames the bridge's semaphore
-    from .._core.waiters import CrossThreadSemaphore  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - before the move lands
-    from .._bridge import Semaphore as CrossThreadSemaphore
 
 __all__ = ["CooperativeQueue", "CooperativeQueuePool"]
 

@@ -5,28 +5,24 @@ A call travels as a pickle of ``(fn, args, kwargs)``, made in the caller so
 that an unpicklable one fails there at once.  An answer is one tag byte --
 a value, an exception (with its type name, message and traceback text, so it
 survives even when the exception itself cannot be unpickled), or a result
-that could not be pickled -- followed by a pickle.  :func:`child_main` is the
-loop a worker process runs.
+that could not be pickled -- followed by a pickle.  The child's side of the
+conversation is in :mod:`offload._process.child`, the parent's in
+:mod:`offload._process.keeper`.
 """
 
 import importlib
 import io
-import os
 import pickle
-import signal
 import struct
-import traceback
 from itertools import islice
 from types import FunctionType
 
-from ._poolbase import name_of
+from .._core.checks import name_of
 
 HEADER = struct.Struct("!Q")
 STOP = HEADER.pack(0)
-_VALUE, _RAISED, _UNSENDABLE = 0, 1, 2  # the first byte of every answer
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
-
-in_worker = False  # True in a worker process of any ProcessPool
+VALUE, RAISED, UNSENDABLE = 0, 1, 2  # the first byte of every answer
+PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class RemoteTraceback(Exception):
@@ -79,11 +75,11 @@ class _WrapperAwarePickler(pickle.Pickler):
 def dumps(obj):
     """Pickle *obj*, falling back to :class:`_WrapperAwarePickler` if plain pickle refuses."""
     try:
-        return pickle.dumps(obj, _PROTOCOL)
+        return pickle.dumps(obj, PROTOCOL)
     except Exception as first:
         buffer = io.BytesIO()
         try:
-            _WrapperAwarePickler(buffer, _PROTOCOL).dump(obj)
+            _WrapperAwarePickler(buffer, PROTOCOL).dump(obj)
         except Exception:
             raise first from None
         return buffer.getvalue()
@@ -101,11 +97,6 @@ def pack_call(fn, args, kwargs):
     return HEADER.pack(len(body)) + body
 
 
-def run_chunk(fn, chunk):
-    """Run *fn* over a list of argument tuples in one child (``map(chunksize=...)``)."""
-    return [fn(*args) for args in chunk]
-
-
 def chunks(iterables, size):
     """Lists of up to *size* argument tuples, zipped from *iterables*."""
     items = zip(*iterables)  # noqa: B905 - stops at the shortest, as map() does
@@ -116,111 +107,21 @@ def chunks(iterables, size):
         yield chunk
 
 
-def _read_exactly(fd, size):
-    parts = []
-    while size:
-        part = os.read(fd, min(size, 1 << 20))
-        if not part:
-            raise EOFError
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _answer_raised(exc):
-    """The answer that carries *exc*, its type and its traceback text."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    try:
-        pickled = dumps(exc)
-    except Exception:
-        pickled = None
-    try:
-        message = str(exc)
-    except Exception:
-        message = repr(exc)
-    body = pickle.dumps((pickled, kind, message, text), _PROTOCOL)
-    return bytes((_RAISED,)) + body
-
-
-def _answer(data):
-    """Run the call in *data* and return the answer to send back."""
-    try:
-        fn, args, kwargs = pickle.loads(data)
-    except BaseException as exc:
-        error = pickle.UnpicklingError(
-            f"the worker process cannot load the call: {exc} (is the function importable there? "
-            "functions defined in __main__ of `python -c` or of an interactive session are not)"
-        )
-        error.__cause__ = exc
-        return _answer_raised(error)
-    try:
-        value = fn(*args, **kwargs)
-    except BaseException as exc:
-        return _answer_raised(exc)
-    try:
-        return bytes((_VALUE,)) + dumps(value)
-    except Exception as exc:
-        text = f"cannot send the result of {name_of(fn)} back from the worker process: {exc}"
-        return bytes((_UNSENDABLE,)) + pickle.dumps(text, _PROTOCOL)
-
-
-def child_main(tasks, results, initializer, initargs):
-    """The loop of a worker process: read a call, run it, write the answer."""
-    global in_worker
-    in_worker = True
-    # Ctrl-C in a terminal signals the whole process group; the parent
-    # decides what happens to the calls, so a child ignores it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    rfd, wfd = tasks.fileno(), results.fileno()
-
-    def send(answer):
-        _write_all(wfd, HEADER.pack(len(answer)) + answer)
-
-    if initializer is not None:
-        try:
-            initializer(*initargs)
-        except BaseException as exc:
-            send(_answer_raised(exc))
-            return
-    send(bytes((_VALUE,)) + pickle.dumps(None))  # ready
-    while True:
-        try:
-            (size,) = HEADER.unpack(_read_exactly(rfd, HEADER.size))
-            if not size:
-                return
-            data = _read_exactly(rfd, size)
-        except EOFError:  # the parent is gone
-            return
-        answer = _answer(data)
-        data = None
-        try:
-            send(answer)
-        except BrokenPipeError:
-            return
-
-
 def decode(answer, name):
     """(value, error) from a child's answer."""
     kind = answer[0]
     body = memoryview(answer)[1:]
     try:
-        if kind == _VALUE:
+        if kind == VALUE:
             return pickle.loads(body), None
-        if kind == _UNSENDABLE:
+        if kind == UNSENDABLE:
             return None, pickle.PicklingError(pickle.loads(body))
         pickled, type_name, message, text = pickle.loads(body)
     except Exception as exc:
-        error = pickle.UnpicklingError(f"cannot load what the worker process sent back for {name}: {exc}")
-        error.__cause__ = exc
-        return None, error
-    error = None
+        failure = pickle.UnpicklingError(f"cannot load what the worker process sent back for {name}: {exc}")
+        failure.__cause__ = exc
+        return None, failure
+    error: BaseException | None = None
     if pickled is not None:
         try:
             error = pickle.loads(pickled)

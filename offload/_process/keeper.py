@@ -9,13 +9,18 @@ hang.  A process that dies fails only the call it was running, with
 
 import os
 import signal
-from time import monotonic
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
 
 from gevent.monkey import get_original
 
-from . import _wire
-from ._core import native
-from ._poolbase import Counters
+from .._core import native
+from .._poolbase import Counters, serve
+from . import wire
+from .child import child_main
 
 _poll = get_original("select", "poll")
 _waitpid = get_original("os", "waitpid")
@@ -23,22 +28,29 @@ _POLLIN = 0x001
 _POLLOUT = 0x004
 _POLL_ERRORS = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL
 
-_start_lock = native.allocate_lock()  # one process start at a time, see Worker.start_process
+_start_lock = native.allocate_lock()  # one process start at a time, see ChildKeeper.start_process
 
 
-class WorkerCrashed(Exception):
+class WorkerCrashed(BrokenProcessPool):
     """The worker process running a call died before it answered.
 
     ``exitcode`` is the process's exit code, negative for the signal that
     killed it (as :attr:`multiprocessing.Process.exitcode`), or None if it
     could not be learnt.  Only the call that process was running fails; the
-    pool starts a replacement and keeps serving.
+    pool starts a replacement and keeps serving -- unlike the standard
+    library's, whose pool is broken for good.  It is a
+    :class:`concurrent.futures.process.BrokenProcessPool` (and so a
+    :class:`concurrent.futures.BrokenExecutor`), so that code written for
+    :class:`~concurrent.futures.ProcessPoolExecutor` catches it.
     """
 
-    def __init__(self, message, exitcode=None, pid=None):
+    def __init__(self, message: str, exitcode: int | None = None, pid: int | None = None) -> None:
         super().__init__(message)
         self.exitcode = exitcode
         self.pid = pid
+
+
+WorkerCrashed.__module__ = "offload"  # where users import it from; tracebacks show this path
 
 
 def _describe(exitcode):
@@ -52,8 +64,19 @@ def _describe(exitcode):
     return f"exit code {exitcode}"
 
 
-class Worker:
-    """One worker process and the real thread that looks after it.
+@dataclass(frozen=True)
+class ChildSpec:
+    """How a pool's worker processes are started."""
+
+    context: Any  # a multiprocessing context (forkserver or spawn)
+    initializer: Callable[..., Any] | None
+    initargs: tuple
+    name: str  # the pool's; a child is named "<name>-worker"
+    max_tasks_per_child: int | None
+
+
+class ChildKeeper:
+    """The real thread that looks after one worker process of a ProcessPool.
 
     The thread takes calls from the pool's queue one at a time, starts the
     process when it has none, and replaces it after a crash or after
@@ -62,14 +85,30 @@ class Worker:
     at any moment -- even halfway through a message -- is noticed.
     """
 
-    def __init__(self, pool):
-        self.pool = pool
+    def __init__(
+        self,
+        spec: ChildSpec,
+        queue: Any,
+        idle: deque,
+        max_idle: int,
+        closing: Callable[[], bool],
+        retire: Callable[["ChildKeeper"], None],
+    ) -> None:
+        self.spec = spec
+        self.queue = queue
+        self.idle = idle
+        self.max_idle = max_idle
+        self.closing = closing  # whether the pool is shutting down
+        self.retire = retire  # the pool's: called once, when this thread ends
         self.counters = Counters()
-        self.proc = None
-        self.pid = None
+        # The process and its pipe ends: None while there is no process.
+        self.proc: Any = None
+        self.pid: int | None = None
         self.served = 0
-        self.tasks_fd = self.results_fd = self.sentinel = None
-        self.poller = None
+        self.tasks_fd: Any = None
+        self.results_fd: Any = None
+        self.sentinel: Any = None
+        self.poller: Any = None
         self.buffer = bytearray()
         self.stopping = False  # set by _terminate: do not start another process
         self.current = None  # the call whose answer the process owes, under self.lock
@@ -78,41 +117,22 @@ class Worker:
 
     # -- the thread -------------------------------------------------------
 
-    def run(self):
-        pool = self.pool
-        counters = self.counters
-        get = pool._queue.get
-        idle = pool._idle
+    def run(self) -> None:
+        """The body of the keeper thread: serve the queue, then stop the process."""
         try:
-            while True:
-                item = get()
-                if item is None:
-                    return
-                counters.taken += 1
-                if not item.start():
-                    counters.cancelled += 1
-                    continue
-                counters.active = 1
-                started = monotonic()
-                counters.wait_time += started - item.queued_at
-                try:
-                    value, error = self.execute(item)
-                except BaseException as exc:  # a failure of this machinery: tell the caller
-                    value, error = None, exc
-                counters.run_time += monotonic() - started
-                counters.active = 0
-                if error is None:
-                    counters.completed += 1
-                else:
-                    counters.failed += 1
-                item.finish(value, error, pool._queue.qsize() > 0)
-                item = value = error = None
-                self.replenish()
-                if len(idle) < pool._max_workers:
-                    idle.append(None)
+            serve(self.queue, self.idle, self.max_idle, self.counters, self._execute, self._after_each)
         finally:
             self.stop_process()
-            pool._retire(self)
+            self.retire(self)
+
+    def _execute(self, item):
+        try:
+            return self.execute(item)
+        except BaseException as exc:  # a failure of this machinery: tell the caller
+            return None, exc
+
+    def _after_each(self, work, item, run, ended):
+        self.replenish()
 
     def execute(self, item):
         """Run one call in the process; (value, error)."""
@@ -143,12 +163,12 @@ class Worker:
                 pid,
             )
         self.served += 1
-        return _wire.decode(answer, name)
+        return wire.decode(answer, name)
 
     def kill_running(self, item):
         """Kill the process if it is running *item* (and nothing else); True if killed."""
         with self.lock:
-            if self.current is not item or self.proc is None:
+            if self.current is not item or self.proc is None or self.pid is None:
                 return False
             try:
                 os.kill(self.pid, signal.SIGKILL)
@@ -159,11 +179,11 @@ class Worker:
     def replenish(self):
         """After a call has been answered: retire a process that has served
         ``max_tasks_per_child`` calls, and replace one that is gone."""
-        limit = self.pool._max_tasks_per_child
+        limit = self.spec.max_tasks_per_child
         if self.proc is not None and limit is not None and self.served >= limit:
             self.stop_process()
             self.replace = True
-        if self.replace and not (self.stopping or self.pool._is_shutdown):
+        if self.replace and not (self.stopping or self.closing()):
             self.replace = False
             try:
                 self.start_process()
@@ -177,14 +197,14 @@ class Worker:
         from multiprocessing import process as mp_process
         from multiprocessing.connection import Connection
 
-        pool = self.pool
+        spec = self.spec
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
         child_ends = (Connection(task_r, writable=False), Connection(result_w, readable=False))
-        proc = pool._context.Process(
-            target=_wire.child_main,
-            args=child_ends + (pool._initializer, pool._initargs),
-            name=f"{pool.name}-worker",
+        proc = spec.context.Process(
+            target=child_main,
+            args=child_ends + (spec.initializer, spec.initargs),
+            name=f"{spec.name}-worker",
         )
         try:
             # multiprocessing's forkserver client and resource tracker guard
@@ -203,7 +223,7 @@ class Worker:
                 end.close()
         # This thread reaps the process itself, with unpatched calls;
         # multiprocessing's own bookkeeping would poll it with patched ones.
-        mp_process._children.discard(proc)
+        mp_process._children.discard(proc)  # type: ignore[attr-defined]
         os.set_blocking(task_w, False)
         os.set_blocking(result_r, False)
         self.proc = proc
@@ -219,10 +239,10 @@ class Worker:
             exitcode, pid = self.reap()
             message = f"a new worker process (pid {pid}) died with {_describe(exitcode)}"
             return WorkerCrashed(message, exitcode, pid)
-        value, error = _wire.decode(ready, "the initializer")
+        _, error = wire.decode(ready, "the initializer")
         if error is not None:
             self.stop_process()
-            failure = RuntimeError(f"the initializer of {pool.name} failed in a worker process: {error!r}")
+            failure = RuntimeError(f"the initializer of {spec.name} failed in a worker process: {error!r}")
             failure.__cause__ = error
             return failure
         return None
@@ -252,7 +272,7 @@ class Worker:
         buffer = self.buffer
         fd = self.results_fd
         while True:
-            message = _wire.take_message(buffer)
+            message = wire.take_message(buffer)
             if message is not None:
                 return message
             dead = False
@@ -269,7 +289,7 @@ class Worker:
                     break
                 buffer += chunk
             if dead:
-                return _wire.take_message(buffer)
+                return wire.take_message(buffer)
 
     def reap(self):
         """Forget the (dead or dying) process; (exit code or None, pid)."""
@@ -305,7 +325,7 @@ class Worker:
         if self.proc is None:
             return
         try:
-            os.write(self.tasks_fd, _wire.STOP)
+            os.write(self.tasks_fd, wire.STOP)
         except OSError:
             pass
         for action in (None, self.proc.terminate, self.proc.kill):

@@ -5,7 +5,8 @@ A pool puts an item on its queue; a worker takes it, claims it with
 :meth:`finish`.  What ``work`` holds is the pool's business (a function and
 its arguments for threads, a pickled payload for processes).  The caller
 waits either on the item itself (:class:`HubCall` / :class:`ThreadCall`, for
-``call``) or on a :class:`~offload.Future` (:class:`Task`, for ``submit``).
+``call``) or on a :class:`~offload.Future` (:class:`FutureCall`, for ``submit``).
+:class:`QueueItem` is what every item offers a worker.
 
 Every item carries a claim token that exactly one party takes: the worker,
 to run it, or the caller, to cancel it -- so a call whose waiter gave up
@@ -14,10 +15,28 @@ while it was still queued never runs.
 
 from concurrent import futures
 from time import monotonic
+from typing import TYPE_CHECKING, Any, Protocol
 
-from greenlet import getcurrent
+from .waiters import HUB_SLOTS, THREAD_SLOTS, HubWaiting, ThreadWaiting
 
-from ._bridge import HubWaiting, ThreadWaiting, locked
+
+class QueueItem(Protocol):
+    """What a pool's worker needs of the items on its queue."""
+
+    work: Any  # the pool's payload; dropped once the call has run
+    queued_at: float  # time.monotonic() when it was queued
+
+    def start(self) -> bool:
+        """Claim the item to run it; False if its caller already gave up."""
+
+    def finish(self, value: Any, error: BaseException | None, busy: bool = False) -> None:
+        """Hand back the outcome and wake the caller."""
+
+    def cancel(self) -> bool:
+        """Cancel the item if no worker claimed it; True if cancelled."""
+
+    def hub_keeps_up(self) -> bool:
+        """Whether the caller's hub is within its lag budget (adaptive pools)."""
 
 
 class Call:
@@ -25,10 +44,22 @@ class Call:
 
     The concrete classes add the waiting: :class:`HubCall` parks a greenlet,
     :class:`ThreadCall` blocks a thread.  Pick one with the caller's
-    :func:`~offload._bridge.current_bridge` (None: a thread).
+    :func:`~offload._core.bridge.current_bridge` (None: a thread).
     """
 
-    __slots__ = ()
+    if TYPE_CHECKING:  # what the concrete classes' slots and mixins provide
+        work: Any
+        queued_at: float
+        claim: list
+        value: Any
+        error: BaseException | None
+        done: bool
+
+        def _init_wait(self, bridge: Any = None) -> None: ...
+        def wake(self, busy: bool = False) -> None: ...
+        def wait(self, timeout: float | None = None) -> bool: ...
+    else:
+        __slots__ = ()
 
     def __init__(self, work, bridge):
         self.work = work
@@ -37,12 +68,7 @@ class Call:
         self.claim = [True]
         self.error = None
         self.done = False
-        if bridge is None:
-            self.lock = locked()
-        else:
-            self.glet = getcurrent()
-            self.bridge = bridge
-            self.woken = False
+        self._init_wait(bridge)
 
     def start(self):
         """Claim the call; False if someone else already has."""
@@ -53,7 +79,7 @@ class Call:
 
     def finish(self, value, error, busy=False):
         """Hand back the outcome and wake the caller (*busy*: see ``wake``)."""
-        self.work = None
+        self.work = None  # the arguments may be large: do not keep them for the caller
         self.value = value
         self.error = error
         self.done = True
@@ -91,6 +117,8 @@ class Call:
         error = self.error
         if error is None:
             return self.value
+        # Neither the item nor this frame may keep the exception: its
+        # traceback holds the caller's frames, a cycle the GC must break.
         self.error = None
         try:
             raise error
@@ -102,15 +130,19 @@ _SLOTS = ("work", "queued_at", "claim", "value", "error", "done")
 
 
 class HubCall(Call, HubWaiting):
-    __slots__ = _SLOTS + ("glet", "bridge", "woken")
+    """A call whose caller is a greenlet parked on its hub."""
+
+    __slots__ = _SLOTS + HUB_SLOTS
 
 
 class ThreadCall(Call, ThreadWaiting):
-    __slots__ = _SLOTS + ("lock",)
+    """A call whose caller is a thread blocked on a lock."""
+
+    __slots__ = _SLOTS + THREAD_SLOTS
 
 
-class Task:
-    """A call whose outcome goes to a :class:`~offload.Future`."""
+class FutureCall:
+    """A call whose outcome goes to a :class:`~offload.Future` (``submit``)."""
 
     __slots__ = ("work", "queued_at", "future")
 
@@ -126,7 +158,7 @@ class Task:
         return True  # a future's waiter is not known here
 
     def finish(self, value, error, busy=False):
-        self.work = None
+        self.work = None  # as Call.finish
         if error is None:
             self.future.set_result(value)
         else:

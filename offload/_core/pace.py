@@ -18,7 +18,7 @@ as threads are added.  The pace is the client-side cousin of TCP Vegas:
   before the next;
 * no thread starts while idle ones could take the calls queued;
 * nor for calls whose hub is late: when the hub's gathering timer fires,
-  smoothed, more than ``LAG_BUDGET`` late (:mod:`offload._bridge`), the
+  smoothed, more than ``LAG_BUDGET`` late (:mod:`offload._core.bridge`), the
   threads already running Python keep the hub waiting for the GIL, and
   another would add lag rather than throughput;
 * a thread busy with one call for longer than :data:`STUCK` seconds (a
@@ -48,6 +48,18 @@ _SMOOTHING = 1 / 8
 _MAX_KINDS = 256
 
 
+class _Runs:
+    """What the pace remembers of one kind of call."""
+
+    __slots__ = ("window_start", "fastest", "fastest_before", "smoothed")
+
+    def __init__(self, now, run):
+        self.window_start = now
+        self.fastest = run  # in the window that began at window_start
+        self.fastest_before = run  # in the window before it
+        self.smoothed = run
+
+
 def _kind(fn):
     """What makes two calls comparable: their code, not their closure."""
     fn = getattr(fn, "__func__", fn)
@@ -63,9 +75,7 @@ class Pace:
 
     def __init__(self, floor):
         self.floor = floor
-        # kind of call -> [window start, fastest run in that window, fastest
-        # in the window before, smoothed recent run time]
-        self.kinds = {}
+        self.kinds: dict[object, _Runs] = {}  # kind of call -> its runs
         self.credit = False  # a call finished unslowed since the last start
         self.grown = 0.0  # when a call's credit last started a thread
 
@@ -78,15 +88,15 @@ class Pace:
         if k is None:
             if len(kinds) >= _MAX_KINDS:
                 kinds.clear()
-            k = kinds[kind] = [now, run, run, run]
+            k = kinds[kind] = _Runs(now, run)
         else:
-            if now - k[0] > _WINDOW:
-                k[0:3] = [now, run, k[1]]
-            elif run < k[1]:
-                k[1] = run
-            k[3] += (run - k[3]) * _SMOOTHING
-        limit = 2 * min(k[1], k[2])
-        if hub_keeps_up and run < limit and k[3] < limit:
+            if now - k.window_start > _WINDOW:
+                k.window_start, k.fastest_before, k.fastest = now, k.fastest, run
+            elif run < k.fastest:
+                k.fastest = run
+            k.smoothed += (run - k.smoothed) * _SMOOTHING
+        limit = 2 * min(k.fastest, k.fastest_before)
+        if hub_keeps_up and run < limit and k.smoothed < limit:
             self.credit = True
 
     def starts(self, workers, backlog, queued):

@@ -1,0 +1,139 @@
+"""One async watcher per hub: the only way back into a hub from a worker.
+
+A worker thread must never touch a hub: the only entry into a gevent loop
+that is safe from another thread is an async watcher's ``send()``.  Each hub
+gets one :class:`Bridge`, made in that hub's thread on first use and kept:
+workers append the waiters they finished to its deque and ``send()``; the
+watcher's callback, in the hub, switches to every waiter in one pass.  The
+watcher holds a reference on the loop only while a greenlet of that hub is
+parked, so ``hub.join()`` returns once nothing is in flight.  How a busy
+pool's wake-ups are gathered, and why, is in ``docs/howitworks.rst``.
+"""
+
+import os
+from collections import deque
+from time import monotonic
+from typing import Any
+
+import gevent
+import gevent.monkey
+from gevent._hub_local import get_hub_if_exists
+from greenlet import getcurrent
+
+GATHER_FOR = 0.001  # seconds the hub may hold back the wake-ups of a busy pool
+#: How late, smoothed, a hub may fire its gathering timer (seconds) for an
+#: adaptive pool to start more threads for its callers.  Beyond it, threads
+#: running Python (a pure-Python driver) already keep the hub waiting for
+#: the GIL: another would add lag, not throughput.
+LAG_BUDGET = 0.0005
+
+
+class Bridge:
+    """One hub's async watcher and the waiters it has yet to wake."""
+
+    # ready: appended by workers (any thread), drained by the hub; deque's
+    # append and popleft are atomic.  gathering: set and cleared by the hub,
+    # read by workers (a stale read only sends one wake-up more or later).
+    # pending, watcher, timer, due, late: hub thread only.
+    __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer", "due", "late")
+
+    def __init__(self, hub):
+        self.hub = hub
+        self.ready: deque[Any] = deque()
+        self.pending = 0  # greenlets of this hub parked on a waiter
+        watcher = hub.loop.async_()
+        watcher.start(self._drain)
+        watcher.ref = False
+        self.watcher = watcher
+        self.gathering = False
+        self.timer = None
+        self.due = 0.0  # when the gathering timer should fire
+        self.late = 0.0  # how late it fired, smoothed (seconds)
+
+    def gather(self):
+        """Hold back wake-ups for up to ``GATHER_FOR`` seconds (hub thread only).
+
+        For a pool whose workers are all busy: its callers are woken in one
+        pass of the hub instead of one pass each.
+        """
+        if not self.gathering:
+            self.gathering = True
+            # A new timer each time: gevent's libev timers fire at once when
+            # started again after they fired.
+            if self.timer is not None:
+                self.timer.close()
+            self.timer = self.hub.loop.timer(GATHER_FOR, ref=False)
+            self.due = monotonic() + GATHER_FOR
+            self.timer.start(self._flush, update=True)
+
+    def _flush(self):
+        # Gathering off first: a worker that still saw it on has appended
+        # already.  The drain runs from the watcher, not here, so that the
+        # greenlets it wakes, which call gather() again, never close this
+        # timer from inside its own callback.
+        self.gathering = False
+        self.late += (monotonic() - self.due - self.late) / 8
+        if self.ready:
+            self.watcher.send()
+
+    def release(self):
+        self.pending -= 1
+        if not self.pending:
+            self.watcher.ref = False
+
+    def close(self):
+        self.ready.clear()
+        self.watcher.close()
+        if self.timer is not None:
+            self.timer.close()
+
+    def _drain(self):
+        ready = self.ready
+        try:
+            while ready:
+                waiter = ready.popleft()
+                glet = waiter.glet
+                if glet is not None:
+                    waiter.glet = None
+                    waiter.woken = True
+                    self.pending -= 1
+                    if not self.pending:
+                        self.watcher.ref = False
+                    glet.switch()
+        finally:
+            # Only reached with waiters left if a switch raised into the hub.
+            if ready:
+                self.watcher.send()
+
+
+def current_bridge():
+    """The bridge of the calling greenlet's hub, or None where a greenlet
+    cannot park: in a thread with no hub, or in the hub greenlet itself."""
+    hub = get_hub_if_exists()
+    if hub is None or getcurrent() is hub:
+        return None
+    try:
+        return hub._offload_bridge
+    except AttributeError:
+        bridge = hub._offload_bridge = Bridge(hub)
+        return bridge
+
+
+def _after_fork_in_child():
+    hub = get_hub_if_exists()
+    if hub is None:
+        return
+    if not gevent.monkey.is_module_patched("os"):
+        # gevent prepares its loop for the child only in its own fork (the
+        # patched os.fork); a bridge needs a working loop, and libuv's does
+        # not survive a plain fork.  gevent.reinit is idempotent.
+        gevent.reinit()
+    # The bridge refers to the parent's waiters and may hold a ref on the
+    # loop for them; nobody will wake those.
+    bridge = getattr(hub, "_offload_bridge", None)
+    if bridge is not None:
+        del hub._offload_bridge
+        bridge.close()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
