@@ -31,7 +31,7 @@ from greenlet import getcurrent
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from .. import dbapi
-from ..threadpool import in_worker
+from ..threadpool import in_worker_thread
 from .pool import CooperativeQueuePool
 
 __all__ = ["OffloadDialect", "must_not_wait"]
@@ -47,7 +47,7 @@ def must_not_wait() -> bool:
     limit -- is being handled: a cancelled caller should end now, not after
     the query its lane is still running.
     """
-    if isinstance(getcurrent(), Hub) or in_worker():
+    if isinstance(getcurrent(), Hub) or in_worker_thread():
         return True
     exc = sys.exc_info()[1]
     return exc is not None and not isinstance(exc, Exception)

@@ -92,6 +92,19 @@ class CooperativeQueue(sqla_queue.QueueCommon[Any]):
             return list(self._items)
 
 
+class _CooperativeLock(CrossThreadSemaphore):
+    """A lock for ``with``: a greenlet waiting for it parks instead of blocking the hub."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.release()
+
+
 class CooperativeQueuePool(QueuePool):
     """:class:`sqlalchemy.pool.QueuePool` that never freezes the hub while waiting, and is fork-safe.
 
@@ -108,6 +121,7 @@ class CooperativeQueuePool(QueuePool):
         super().__init__(*args, **kwargs)
         self._records: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pid = os.getpid()
+        self._guard_lock = native.allocate_lock()
         _forks.add(self)
 
     def _create_connection(self) -> Any:
@@ -118,7 +132,29 @@ class CooperativeQueuePool(QueuePool):
     def _do_get(self) -> Any:
         if self._pid != os.getpid():  # a fork the hook did not see (an unusual fork path)
             self._after_fork()
+        self._guard_first_connect()
         return super()._do_get()
+
+    def _guard_first_connect(self) -> None:
+        """Make the engine's first-connect mutex cooperative.
+
+        The first connection runs the dialect's ``initialize()`` (server
+        version, isolation level, ...) under a mutex SQLAlchemy creates as a
+        real :class:`threading.Lock`.  That initialisation waits in the lane,
+        so the greenlet holding the mutex parks, and a second greenlet
+        connecting meanwhile would block the hub thread on the lock for good:
+        a deadlock.  SQLAlchemy creates the mutex only on first use, so
+        putting a cooperative one in its place before the first checkout is
+        enough; after a successful first connect no mutex is used.
+        """
+        connect = self.dispatch.connect
+        if getattr(connect, "_exec_w_sync_once", True) or isinstance(
+            getattr(connect, "_exec_once_mutex", None), _CooperativeLock
+        ):
+            return
+        with self._guard_lock:
+            if not isinstance(connect._exec_once_mutex, _CooperativeLock):
+                connect._exec_once_mutex = _CooperativeLock()
 
     def _after_fork(self) -> None:
         """In the child: forget every connection the parent opened.
