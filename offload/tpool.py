@@ -121,7 +121,9 @@ class Proxy(_OffloadProxy):
 
     __slots__ = ()
 
-    def __init__(self, obj: Any, autowrap: type | Iterable[type] = (), autowrap_names: Iterable[str] = ()) -> None:
+    def __init__(
+        self, obj: Any, autowrap: type | Iterable[type] = (), autowrap_names: Iterable[str] = ()
+    ) -> None:
         super().__init__(obj, autowrap=autowrap, autowrap_names=autowrap_names)
 
     def _offload_call(self, fn: Callable[..., Any], args: tuple = (), kwargs: dict | None = None) -> Any:

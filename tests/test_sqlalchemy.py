@@ -190,7 +190,9 @@ def test_pre_ping_replaces_a_dead_connection_silently(driver):
 
 def test_server_side_cursor_streams_in_batches(engine, table):
     with engine.begin() as conn:
-        conn.execute(sa.text(f"INSERT INTO {table} (tag, n) SELECT 'r' || g, g FROM generate_series(1, 2500) g"))
+        conn.execute(
+            sa.text(f"INSERT INTO {table} (tag, n) SELECT 'r' || g, g FROM generate_series(1, 2500) g")
+        )
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, max_row_buffer=500).execute(
             sa.text(f"SELECT n FROM {table} ORDER BY n")
@@ -203,7 +205,9 @@ def test_server_side_cursor_streams_in_batches(engine, table):
 
 def test_orm_yield_per(engine, table):
     with engine.begin() as conn:
-        conn.execute(sa.text(f"INSERT INTO {table} (tag, n) SELECT 'y' || g, g FROM generate_series(1, 300) g"))
+        conn.execute(
+            sa.text(f"INSERT INTO {table} (tag, n) SELECT 'y' || g, g FROM generate_series(1, 300) g")
+        )
     with orm.Session(engine) as session:
         rows = session.execute(sa.text(f"SELECT n FROM {table}").execution_options(yield_per=50))
         assert sum(n for (n,) in rows) == 300 * 301 // 2
@@ -219,6 +223,8 @@ def test_dispose_closes_every_connection(engine):
             conn.close()
         assert len(pg_sessions(admin, engine.application_name)) == 3
         engine.dispose()
-        assert wait_until(lambda: not pg_sessions(admin, engine.application_name)), "dispose left sessions open"
+        assert wait_until(lambda: not pg_sessions(admin, engine.application_name)), (
+            "dispose left sessions open"
+        )
     finally:
         admin.close()

@@ -28,7 +28,9 @@ def engine(driver):
 def table(engine):
     name = unique()
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY AUTO_INCREMENT, tag VARCHAR(40) UNIQUE)")
+        conn.exec_driver_sql(
+            f"CREATE TABLE {name} (id INTEGER PRIMARY KEY AUTO_INCREMENT, tag VARCHAR(40) UNIQUE)"
+        )
     yield name
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
@@ -89,7 +91,9 @@ def test_pre_ping_and_server_side_cursor(driver, table):
     engine = mysql_engine(driver, pool_size=1, max_overflow=0, pool_pre_ping=True)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO {table} (tag) VALUES " + ",".join(f"('s{i}')" for i in range(1000))))
+            conn.execute(
+                sa.text(f"INSERT INTO {table} (tag) VALUES " + ",".join(f"('s{i}')" for i in range(1000)))
+            )
         with engine.connect() as conn:
             victim = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
         with mysql_engine(driver).connect() as admin:
@@ -107,7 +111,8 @@ def test_sqlite_file_database_keeps_the_hub_free(tmp_path):
     engine = sa.create_engine(f"sqlite+offload_pysqlite:///{tmp_path / 'frameworks.db'}")
     assert isinstance(engine.pool, CooperativeQueuePool)
     heavy = sa.text(
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1500000) SELECT count(*) FROM c"
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1500000) "
+        "SELECT count(*) FROM c"
     )
 
     class Base(orm.DeclarativeBase):

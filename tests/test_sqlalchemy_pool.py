@@ -145,7 +145,9 @@ with engine.connect() as conn:
 def test_forked_child_gets_its_own_sessions_and_spares_the_parents(driver, mode):
     engine = pg_engine(driver)  # skips without the server or the driver
     engine.dispose()
-    out = modes.lines(modes.run(mode, FORK_SNIPPET.format(url=PG_URLS[driver], app=unique("frameworks_fork"))))
+    out = modes.lines(
+        modes.run(mode, FORK_SNIPPET.format(url=PG_URLS[driver], app=unique("frameworks_fork")))
+    )
     assert out["child"] != out["parent"], out
     assert out["again"] == out["parent"], out  # the parent's connection survived the child's exit
 

@@ -97,7 +97,8 @@ def test_base_exception_reaches_the_caller():
 
 
 def test_eventlet_hangs_on_a_base_exception():
-    code, _ = run_eventlet("""
+    code, _ = run_eventlet(
+        """
         from eventlet import tpool
         class Stop(BaseException):
             pass
@@ -108,7 +109,9 @@ def test_eventlet_hangs_on_a_base_exception():
             tpool.execute(stop)
         except Stop:
             print("delivered")
-        """, timeout=5)
+        """,
+        timeout=5,
+    )
     assert code == "hung"
 
 
@@ -211,7 +214,9 @@ print("warned=%s" % any(issubclass(w.category, RuntimeWarning) for w in caught))
 """
 
 
-@pytest.mark.parametrize("size, workers, inline", [("3", "3", "False"), ("0", "0", "True"), ("", "20", "False")])
+@pytest.mark.parametrize(
+    "size, workers, inline", [("3", "3", "False"), ("0", "0", "True"), ("", "20", "False")]
+)
 def test_eventlet_threadpool_size_is_honoured(size, workers, inline):
     out = modes.lines(modes.run("none", ENV_SNIPPET, env={"EVENTLET_THREADPOOL_SIZE": size}))
     assert out["max_workers"] == workers and out["inline"] == inline, out
