@@ -13,6 +13,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from contextvars import Context
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import gevent
@@ -30,6 +31,7 @@ from ._core.checks import (
     name_of,
 )
 from ._core.lifecycle import ForkRegistry
+from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
 from ._poolbase import Counters, PoolBase, serve
@@ -55,12 +57,16 @@ class ThreadWork(NamedTuple):
     context: Context
 
 
+# NamedTuple's own __new__ is a Python function: a frame on every call.
+_new_work = partial(tuple.__new__, ThreadWork)
+
+
 class _WorkerLocal(native.local):
     queue = None  # the queue of the ThreadPool whose worker this thread is
 
 
 _tls = _WorkerLocal()
-_pools = ForkRegistry()
+_pools: "ForkRegistry[ThreadPool]" = ForkRegistry()
 
 
 def default_size() -> int:
@@ -155,7 +161,7 @@ class ThreadPool(PoolBase):
         if _tls.queue is self._queue:
             return fn(*args, **kwargs)
         bridge = current_bridge()
-        work = ThreadWork(fn, args, kwargs, contextvars.copy_context())
+        work = _new_work((fn, args, kwargs, contextvars.copy_context()))
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         if self._put(item) and bridge is not None:
             bridge.gather()
@@ -166,7 +172,7 @@ class ThreadPool(PoolBase):
         return _tls.queue is self._queue
 
     def _pack(self, fn, args, kwargs):
-        return ThreadWork(fn, args, kwargs, contextvars.copy_context())
+        return _new_work((fn, args, kwargs, contextvars.copy_context()))
 
     def _put(self, item):
         if self._is_shutdown:
@@ -194,8 +200,9 @@ class ThreadPool(PoolBase):
         with self._lock:
             if len(self._workers) >= self._max_workers or self._is_shutdown:
                 return
-            counters = Counters()
+            counters = Counters(self.name)
             self._workers.append(counters)
+            started = len(self._workers)
         queue = self._queue
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
@@ -209,6 +216,7 @@ class ThreadPool(PoolBase):
             with self._lock:
                 self._workers.remove(counters)
             raise
+        logger.debug("%s: started thread %d of %d", self.name, started, self._max_workers)
 
     def _retire(self, counters):
         with self._lock:
@@ -270,21 +278,11 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
                 _unmonitor()
 
     try:
-        serve(queue, idle, max_idle, counters, _execute, after_each, slots)
+        serve(queue, idle, max_idle, counters, None, after_each, slots)
     finally:
         pool = pool_ref()
         if pool is not None:
             pool._retire(counters)
-
-
-def _execute(item):
-    """Run one call here, in its caller's context: (value, error)."""
-    fn, args, kwargs, context = item.work
-    try:
-        return context.run(fn, *args, **kwargs), None
-    except BaseException as exc:
-        # Drop this frame: the traceback starts at the user's code.
-        return None, exc.with_traceback(exc.__traceback__.tb_next)  # type: ignore[union-attr]
 
 
 def _unmonitor():
