@@ -41,4 +41,5 @@ class OffloadDatabaseWrapper:
                 "a thread each; use CONN_MAX_AGE for reuse instead"
             )
         stock = super().get_new_connection  # type: ignore[misc]
-        return dbapi.connect(_Opener(self.Database, lambda: stock(conn_params)))
+        opener: Any = _Opener(self.Database, lambda: stock(conn_params))  # a module in all but type
+        return dbapi.connect(opener)

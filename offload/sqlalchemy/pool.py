@@ -35,7 +35,7 @@ from .inherit import forget
 
 __all__ = ["CooperativeQueue", "CooperativeQueuePool"]
 
-_forks = ForkRegistry()
+_forks: "ForkRegistry[CooperativeQueuePool]" = ForkRegistry()
 
 
 class CooperativeQueue(sqla_queue.QueueCommon[Any]):
@@ -153,8 +153,8 @@ class CooperativeQueuePool(QueuePool):
         ):
             return
         with self._guard_lock:
-            if not isinstance(connect._exec_once_mutex, _CooperativeLock):
-                connect._exec_once_mutex = _CooperativeLock()
+            if not isinstance(connect._exec_once_mutex, _CooperativeLock):  # type: ignore[attr-defined]
+                connect._exec_once_mutex = _CooperativeLock()  # type: ignore[attr-defined]
 
     def _after_fork(self) -> None:
         """In the child: forget every connection the parent opened.
