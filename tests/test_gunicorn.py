@@ -24,7 +24,7 @@ CLIENT = os.path.join(modes.ROOT, "tests", "load_client.py")
 GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 
 
-def start_gunicorn(*extra, pool_size=20):
+def start_gunicorn(*extra, pool_size=20, app="gunicorn_app:app", chdir=EXAMPLES, env=None):
     if not services.port_open("127.0.0.1", 5432):
         services.unavailable("PostgreSQL at 127.0.0.1:5432")
     port = services.free_port()
@@ -34,10 +34,10 @@ def start_gunicorn(*extra, pool_size=20):
         POOL_SIZE=str(pool_size),
         APP_NAME=unique("frameworks_gunicorn"),
         DATABASE_URL="postgresql+offload_psycopg2://postgres@127.0.0.1:5432/test",
-    )
+    ) | (env or {})
     proc = subprocess.Popen(
-        [GUNICORN, "-k", "gevent", "-b", f"127.0.0.1:{port}", "--chdir", EXAMPLES, "--timeout", "30", *extra]
-        + ["gunicorn_app:app"],
+        [GUNICORN, "-k", "gevent", "-b", f"127.0.0.1:{port}", "--chdir", chdir, "--timeout", "30", *extra]
+        + [app],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -102,3 +102,20 @@ def test_preload_two_workers_each_have_their_own_sessions():
     first, second = sessions.values()
     assert not first & second, sessions  # no session shared between workers
     assert not preload & (first | second), (preload, sessions)  # nor with the master's
+
+
+def test_django_under_gunicorn_has_a_connection_per_greenlet():
+    pytest.importorskip("django")
+    project = os.path.join(EXAMPLES, "djangoproject")
+    env = {"PYTHONPATH": os.pathsep.join([modes.ROOT, project]), "FW_ENGINE": "postgresql"}
+    proc, port = start_gunicorn("-w", "1", app="wsgi:application", chdir=project, env=env)
+    try:
+        result = load(port, total=200, concurrency=20, sleep=0.1)
+    finally:
+        log = stop(proc)
+    assert result["n_failed"] == 0 and result["ok"] == 200, (result["failed"], log[-2000:])
+    sessions = len({b["session"] for b in result["bodies"]})
+    print(f"django: 200 x pg_sleep(0.1) at 20 concurrent in {result['elapsed']:.2f} s on {sessions} sessions")
+    # 20 concurrent requests of 0.1 s: ~1 s when each greenlet has its own session, 20 s if shared.
+    assert result["elapsed"] < 8, result["elapsed"]
+    assert sessions > 5, sessions
