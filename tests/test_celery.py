@@ -15,7 +15,7 @@ from sqla_helpers import unique
 celery = pytest.importorskip("celery")
 pytest.importorskip("redis")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 EXAMPLES = os.path.join(modes.ROOT, "examples")
 CELERY = os.path.join(os.path.dirname(sys.executable), "celery")

@@ -119,6 +119,7 @@ SLEEPS = {
 }
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("mode", ["all", "none"])
 def test_orm_atomic_and_concurrency(database, mode):
     engine, env = database

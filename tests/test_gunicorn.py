@@ -17,7 +17,7 @@ from sqla_helpers import unique
 pytest.importorskip("gunicorn")
 pytest.importorskip("sqlalchemy")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 EXAMPLES = os.path.join(modes.ROOT, "examples")
 CLIENT = os.path.join(modes.ROOT, "tests", "load_client.py")

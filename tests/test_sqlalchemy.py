@@ -53,6 +53,7 @@ def test_url_gives_offload_dialect_and_cooperative_pool(engine, driver):
     assert row.u.version == 4  # a uuid.UUID: psycopg2's register_uuid ran on the real connection
 
 
+@pytest.mark.timing
 def test_queries_overlap_and_hub_runs(engine):
     def sleeper():
         with engine.connect() as conn:
@@ -68,6 +69,7 @@ def test_queries_overlap_and_hub_runs(engine):
     assert beat.max_lag < 0.1, beat.max_lag
 
 
+@pytest.mark.timing
 def test_stock_pool_freezes_the_hub_and_ours_does_not(driver):
     """The control: SQLAlchemy's QueuePool waits on a real Condition."""
 
@@ -101,6 +103,7 @@ def test_stock_pool_freezes_the_hub_and_ours_does_not(driver):
     assert value == 1 and lag < 0.1, (value, lag)
 
 
+@pytest.mark.timing
 def test_pool_timeout_raises_sqlalchemy_timeout_error(driver):
     engine = pg_engine(driver, pool_size=1, max_overflow=0, pool_timeout=0.2)
     try:

@@ -36,6 +36,7 @@ def table(engine):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
 
 
+@pytest.mark.timing
 def test_sleeps_overlap_with_a_live_hub(engine, driver):
     assert engine.dialect.driver == f"offload_{driver}"
     assert isinstance(engine.pool, CooperativeQueuePool)
@@ -107,6 +108,7 @@ def test_pre_ping_and_server_side_cursor(driver, table):
         engine.dispose()
 
 
+@pytest.mark.timing
 def test_sqlite_file_database_keeps_the_hub_free(tmp_path):
     engine = sa.create_engine(f"sqlite+offload_pysqlite:///{tmp_path / 'frameworks.db'}")
     assert isinstance(engine.pool, CooperativeQueuePool)

@@ -50,6 +50,7 @@ def _finalize_in_hub(engine, table):
     return beat.max_lag, pid
 
 
+@pytest.mark.timing
 def test_finalizer_in_the_hub_queues_the_rollback(counter_table):
     engine = pg_engine("psycopg2", pool_size=1, max_overflow=0)
     try:
@@ -64,6 +65,7 @@ def test_finalizer_in_the_hub_queues_the_rollback(counter_table):
         engine.dispose()
 
 
+@pytest.mark.timing
 def test_finalizer_in_the_hub_would_freeze_it_if_it_waited(counter_table, monkeypatch):
     """The control: the same finalizer, told it may wait, blocks the hub behind the lane."""
     monkeypatch.setattr(offload_dialect, "must_not_wait", lambda: False)
@@ -75,6 +77,7 @@ def test_finalizer_in_the_hub_would_freeze_it_if_it_waited(counter_table, monkey
         engine.dispose()
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
 @pytest.mark.parametrize("how", ["kill", "timeout"])
 def test_interrupted_greenlet_ends_now_and_leaves_nothing_behind(driver, how, counter_table):
@@ -174,6 +177,7 @@ for driver, url in {urls!r}.items():
 """
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("mode", modes.ALL_MODES)
 def test_exhausted_pool_waits_cooperatively_in_every_mode(mode):
     pg_engine("psycopg2").dispose()  # skips without the server

@@ -38,12 +38,14 @@ def run_eventlet(snippet, timeout=10):
     return proc.returncode, proc.stdout
 
 
+@pytest.mark.timing
 def test_execute_runs_in_a_thread_and_keeps_the_hub_free():
     result = offload.probe(tpool.execute, lambda: (time.sleep(0.3), threading.get_ident())[1], threshold=0.2)
     assert not result.blocked, result
     assert result.value != threading.get_ident()
 
 
+@pytest.mark.timing
 def test_execute_overlaps_up_to_the_thread_count():
     tpool.set_num_threads(2)
     started = time.monotonic()

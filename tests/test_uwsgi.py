@@ -11,7 +11,7 @@ import services
 from sqla_helpers import unique
 from test_gunicorn import EXAMPLES, load, stop
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 UWSGI = os.path.join(os.path.dirname(sys.executable), "uwsgi")
 
