@@ -4,8 +4,11 @@ only our own sessions are ever looked at or terminated."""
 import time
 import uuid
 
+import gevent
 import pytest
 import services
+
+import offload
 
 sa = pytest.importorskip("sqlalchemy")
 
@@ -68,3 +71,21 @@ def wait_until(predicate, timeout=10.0, step=0.05):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(step)
+
+
+def overlap(engine, sql, n=3):
+    """Run *sql* (returning one row, value in column 1) in *n* greenlets at once.
+
+    Returns (values, elapsed seconds, the hub's worst lag).
+    """
+
+    def one():
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql)).one()[1]
+
+    with offload.Heartbeat(0.005) as beat:
+        started = time.monotonic()
+        glets = [gevent.spawn(one) for _ in range(n)]
+        gevent.joinall(glets, raise_error=True)
+        elapsed = time.monotonic() - started
+    return [g.value for g in glets], elapsed, beat.max_lag

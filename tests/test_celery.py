@@ -59,6 +59,8 @@ def worker():
         except subprocess.TimeoutExpired:
             proc.kill()
         sys.path.remove(EXAMPLES)
+        for name in ("CELERY_QUEUE", "CELERY_BROKER"):
+            os.environ.pop(name, None)
 
 
 def test_fifty_sleeps_run_at_once(worker):
