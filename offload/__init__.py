@@ -14,6 +14,7 @@ from .future import Future
 from .heartbeat import Heartbeat, ProbeResult, probe
 from .proxy import Proxy, unwrap
 from .threadpool import ThreadPool
+from .waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
 from .wrap import wrap_executor
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'offload' has no attribute {name!r}")
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "Future",
     "Heartbeat",
     "ProcessPool",
@@ -39,6 +43,7 @@ __all__ = [
     "Proxy",
     "ThreadPool",
     "WorkerCrashed",
+    "as_completed",
     "call",
     "get_default_pool",
     "get_default_process_pool",
@@ -46,5 +51,6 @@ __all__ = [
     "probe",
     "submit",
     "unwrap",
+    "wait",
     "wrap_executor",
 ]

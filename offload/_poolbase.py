@@ -70,6 +70,7 @@ def serve(
     execute: Execute,
     after_each: AfterEach | None = None,
     slots: Any = None,
+    get: Callable[[], Any] | None = None,
 ) -> None:
     """The loop of one worker: take a call, run it with *execute*, wake its caller.
 
@@ -79,9 +80,10 @@ def serve(
     each call the worker leaves a token in *idle* (up to *max_idle*): the
     next put then knows a worker is on its way back to the queue.  *slots*
     is the pool's bounded-queue semaphore, released as each call leaves the
-    queue.
+    queue.  *get* replaces ``queue.get`` (see :func:`offload._core.hubs.idle_get`).
     """
-    get = queue.get
+    if get is None:
+        get = queue.get
     qsize = queue.qsize
     while True:
         item = get()

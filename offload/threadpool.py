@@ -30,6 +30,7 @@ from ._core.checks import (
     env_count,
     name_of,
 )
+from ._core.hubs import callbacks_runner, ensure_hub, idle_get
 from ._core.lifecycle import ForkRegistry
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
@@ -285,8 +286,10 @@ class ThreadPool(PoolBase):
 def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
     """The body of one worker thread: serve the queue, then retire."""
     _tls.queue = queue
+    ensure_hub()  # before any call: see offload/_core/hubs.py
+    run_callbacks = callbacks_runner()
     monitored = gevent.config.monitor_thread
-    if pace is None and not monitored:
+    if pace is None and not monitored and run_callbacks is None:
         after_each = None  # the common case: nothing to do between calls
     else:
 
@@ -295,10 +298,14 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
                 pace.finished(work.fn, run, ended, item.hub_keeps_up())
             if monitored:
                 _unmonitor()
+            if run_callbacks is not None:
+                run_callbacks()
 
     try:
-        serve(queue, idle, max_idle, counters, _execute, after_each, slots)
+        serve(queue, idle, max_idle, counters, _execute, after_each, slots, idle_get(queue))
     finally:
+        if run_callbacks is not None:
+            run_callbacks()
         pool = pool_ref()
         if pool is not None:
             pool._retire(counters)
