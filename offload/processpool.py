@@ -270,7 +270,12 @@ class ProcessPool(PoolBase):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._submitted += 1
             self._queue.put(item)
-        return self._wake_or_spawn()
+        busy = self._wake_or_spawn()
+        if self._is_shutdown and not self._workers:
+            # shutdown() landed between the put and the start of a worker,
+            # which it then refused: no worker will ever take the call.
+            self._cancel(self._drain())
+        return busy
 
     # -- workers ----------------------------------------------------------
 

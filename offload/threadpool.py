@@ -214,7 +214,12 @@ class ThreadPool(PoolBase):
             if not self._workers:
                 self._cancel_queued()
             return False
-        return self._wake_or_spawn()
+        busy = self._wake_or_spawn()
+        if self._is_shutdown and not self._workers:
+            # shutdown() landed between the put and the start of a worker,
+            # which it then refused: no worker will ever take the call.
+            self._cancel_queued()
+        return busy
 
     # -- workers ----------------------------------------------------------
 
