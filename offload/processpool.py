@@ -38,6 +38,7 @@ from ._core.checks import (
     check_bool,
     check_callable,
     check_count,
+    check_initializer,
     check_name,
     check_timeout,
     env_count,
@@ -110,6 +111,20 @@ def _context_for(mp_context):
     return mp_context
 
 
+def _check_picklable(initializer, initargs):
+    """Refuse, at once, an initializer or initargs that cannot reach a child."""
+    try:
+        wire.dumps((initializer, initargs))
+    except RuntimeError as exc:
+        # multiprocessing's queues, locks, Values and Arrays refuse pickling
+        # except while a process is being started, which is exactly how
+        # initargs travel (as the standard library's pools send them).
+        if "inheritance" not in str(exc):
+            raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+    except Exception as exc:
+        raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+
+
 class ProcessPool(PoolBase):
     """A :class:`concurrent.futures.Executor` of worker processes for gevent.
 
@@ -145,7 +160,7 @@ class ProcessPool(PoolBase):
         mp_context: Any = None,
         max_tasks_per_child: int | None = None,
         initializer: Callable[..., Any] | None = None,
-        initargs: tuple = (),
+        initargs: Iterable[Any] = (),
         kill_on_timeout: bool = False,
         name: str | None = None,
     ):
@@ -154,16 +169,9 @@ class ProcessPool(PoolBase):
         check_count("max_workers", max_workers, 1)
         if max_tasks_per_child is not None:
             check_count("max_tasks_per_child", max_tasks_per_child, 1)
+        initargs = check_initializer(initializer, initargs)
         if initializer is not None:
-            check_callable(initializer, "initializer")
-            if not isinstance(initargs, tuple):
-                raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
-            try:
-                wire.dumps((initializer, initargs))
-            except Exception as exc:
-                raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
-        elif initargs != ():
-            raise ValueError("initargs must be empty without an initializer: pass initializer= too")
+            _check_picklable(initializer, initargs)
         check_bool("kill_on_timeout", kill_on_timeout)
         check_name("name", name)
         self._kill_on_timeout = kill_on_timeout

@@ -12,19 +12,22 @@ import contextvars
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from concurrent.futures.thread import BrokenThreadPool
 from contextvars import Context
 from typing import Any, NamedTuple, TypeVar
 
 import gevent
 from gevent._hub_local import get_hub_if_exists
 
-from ._core import native
+from ._core import naming, native
 from ._core.bridge import current_bridge
 from ._core.calls import FutureCall, HubCall, ThreadCall
 from ._core.checks import (
     check_bool,
     check_callable,
     check_count,
+    check_initializer,
     check_name,
     check_timeout,
     env_count,
@@ -37,7 +40,9 @@ from ._core.waiters import CrossThreadSemaphore
 from ._poolbase import Counters, PoolBase, run_inline, serve
 from .future import Future
 
-__all__ = ["ThreadPool", "default_size", "in_worker_thread"]
+__all__ = ["BrokenThreadPool", "ThreadPool", "default_size", "in_worker_thread", "worker_threads"]
+
+worker_threads = naming.worker_threads
 
 _T = TypeVar("_T")
 
@@ -102,6 +107,17 @@ class ThreadPool(PoolBase):
         not slow down as threads are added and the callers' hub keeps up
         (see :ref:`adaptive`).  Without
         it, a call that finds no idle thread starts one, up to *max_workers*.
+    :param initializer: called as ``initializer(*initargs)`` in each new
+        worker thread before its first call, as by
+        :class:`~concurrent.futures.ThreadPoolExecutor`.  If it raises, the
+        pool is broken, as the standard library's: the calls queued and every
+        later one raise :exc:`concurrent.futures.thread.BrokenThreadPool`.
+    :param initargs: the arguments for *initializer* (none without it).
+    :param thread_name_prefix: worker threads are named
+        ``<prefix>_<n>``; the default prefix is *name*.  The name is the
+        thread's in the OS (Linux, 15 bytes), at the bottom of its stack in
+        tracebacks and :mod:`faulthandler` dumps, and in
+        :func:`worker_threads`.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
     the calling greenlet; in a plain thread it blocks that thread.  A call
@@ -116,6 +132,9 @@ class ThreadPool(PoolBase):
         name: str | None = None,
         max_queue: int = 0,
         adaptive: bool = False,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        thread_name_prefix: str = "",
     ) -> None:
         if max_workers is None:
             max_workers = default_size()
@@ -123,10 +142,17 @@ class ThreadPool(PoolBase):
         check_count("max_queue", max_queue, 0)
         check_name("name", name)
         check_bool("adaptive", adaptive)
+        initargs = check_initializer(initializer, initargs)
+        self._init = None if initializer is None else (initializer, initargs)
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError(f"thread_name_prefix must be a str, not {type(thread_name_prefix).__name__}")
         self._max_workers = max_workers
         self._max_queue = max_queue
         self._pace = Pace(min(_ADAPTIVE_FLOOR, max_workers)) if adaptive else None
         self.name = name or f"ThreadPool-{id(self):x}"
+        self._thread_name_prefix = thread_name_prefix or self.name
+        self._threads_started = 0
+        self._broken: str | None = None  # why, once an initializer failed
         self._is_shutdown = False
         self._reset()
         _pools.add(self)
@@ -197,6 +223,8 @@ class ThreadPool(PoolBase):
         return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def _put(self, item):
+        if self._broken is not None:
+            raise BrokenThreadPool(self._broken)
         if self._is_shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
         if self._slots is not None:
@@ -214,6 +242,9 @@ class ThreadPool(PoolBase):
             if not self._workers:
                 self._cancel_queued()
             return False
+        if self._broken is not None:
+            self._fail_queued()  # broken since the check above: none will run it
+            return False
         busy = self._wake_or_spawn()
         if self._is_shutdown and not self._workers:
             # shutdown() landed between the put and the start of a worker,
@@ -229,6 +260,8 @@ class ThreadPool(PoolBase):
                 return
             counters = Counters()
             self._workers.append(counters)
+            self._threads_started += 1
+            thread_name = f"{self._thread_name_prefix}_{self._threads_started - 1}"
         queue = self._queue
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
@@ -236,7 +269,9 @@ class ThreadPool(PoolBase):
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
         try:
             native.start_new_thread(
-                _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace)
+                naming.named(_work, thread_name),
+                (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace),
+                {"name": thread_name, "init": self._init},
             )
         except BaseException:
             with self._lock:
@@ -259,6 +294,29 @@ class ThreadPool(PoolBase):
             for _ in items:
                 self._slots.release()
         self._cancel(items)
+
+    def _initializer_failed(self):
+        """A worker's initializer raised: the pool is broken, as the stdlib's.
+
+        Every call queued now fails with :exc:`BrokenThreadPool`, and every
+        later submit raises it.
+        """
+        self._broken = "A thread initializer failed, the thread pool is not usable anymore"
+        self._fail_queued()
+
+    def _fail_queued(self):
+        """Fail every call still queued with :exc:`BrokenThreadPool`."""
+        items = self._drain()
+        if self._slots is not None:
+            for _ in items:
+                self._slots.release()
+        failed = 0
+        for item in items:
+            if item.start():
+                item.finish(None, BrokenThreadPool(self._broken))
+                failed += 1
+        with self._lock:
+            self._retired.failed += failed
 
     # -- lifecycle --------------------------------------------------------
 
@@ -288,10 +346,41 @@ class ThreadPool(PoolBase):
         return self._workers, len(self._workers)
 
 
-def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
-    """The body of one worker thread: serve the queue, then retire."""
+def _work(pool_ref, queue, idle, slots, max_idle, counters, pace, name, init):
+    """The body of one worker thread: serve the queue, then retire.
+
+    Each thread runs a copy of this function named after the thread (see
+    :mod:`offload._core.naming`).
+    """
     _tls.queue = queue
+    naming.register(name)
+    try:
+        _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init)
+    finally:
+        naming.unregister()
+
+
+def _initialize(pool_ref, init):
+    """Run the pool's initializer here; False (the pool now broken) if it raised."""
+    initializer, initargs = init
+    try:
+        initializer(*initargs)
+        return True
+    except BaseException:
+        futures._base.LOGGER.critical("Exception in initializer:", exc_info=True)
+        pool = pool_ref()
+        if pool is not None:
+            pool._initializer_failed()
+        return False
+
+
+def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
     ensure_hub()  # before any call: see offload/_core/hubs.py
+    if init is not None and not _initialize(pool_ref, init):
+        pool = pool_ref()
+        if pool is not None:
+            pool._retire(counters)
+        return
     run_callbacks = callbacks_runner()
     monitored = gevent.config.monitor_thread
     if pace is None and not monitored and run_callbacks is None:

@@ -17,6 +17,7 @@ __all__ = [
     "check_bool",
     "check_callable",
     "check_count",
+    "check_initializer",
     "check_name",
     "check_seconds",
     "check_timeout",
@@ -86,6 +87,24 @@ def check_callable(fn: Any, name: str = "fn") -> None:
     """Raise TypeError unless *fn* is callable."""
     if not callable(fn):
         raise TypeError(f"{name} must be callable, not {_type_name(fn)}")
+
+
+def check_initializer(initializer: Any, initargs: Any) -> tuple:
+    """*initargs* as a tuple, once *initializer* and *initargs* make sense together.
+
+    As the standard library's pools: *initializer* is None or a callable,
+    *initargs* any iterable of arguments (a list too; a str or bytes is
+    refused, as a certain mistake); without an initializer it must be empty.
+    """
+    if isinstance(initargs, (str, bytes)) or not hasattr(initargs, "__iter__"):
+        raise TypeError(f"initargs must be a tuple of arguments, not {_type_name(initargs)}")
+    args = tuple(initargs)
+    if initializer is None:
+        if args:
+            raise ValueError("initargs must be empty without an initializer: pass initializer= too")
+    else:
+        check_callable(initializer, "initializer")
+    return args
 
 
 def check_name(name: str, value: Any) -> str | None:
