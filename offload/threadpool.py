@@ -61,10 +61,14 @@ class ThreadWork(NamedTuple):
     args: tuple
     kwargs: dict
     context: Context
+    #: The queues of the pools whose workers wait, up the chain of nested
+    #: calls, for this one (one entry per waiting worker).
+    chain: tuple = ()
 
 
 class _WorkerLocal(native.local):
     queue = None  # the queue of the ThreadPool whose worker this thread is
+    chain: tuple = ()  # ThreadWork.chain of the call this worker runs
 
 
 _tls = _WorkerLocal()
@@ -179,10 +183,21 @@ class ThreadPool(PoolBase):
         # The test before the call: check_callable costs a frame on every call.
         if not callable(fn):
             check_callable(fn)
-        if _tls.queue is self._queue:
+        own = _tls.queue
+        if own is self._queue:
             return fn(*args, **kwargs)
+        chain = ()
+        if own is not None:  # a worker of another pool calls in, and will wait
+            chain = _tls.chain + (own,)
+            if chain.count(self._queue) >= self._max_workers:
+                raise RuntimeError(
+                    f"{name_of(fn)} cannot run in {self.name}: all {self._max_workers} of its threads "
+                    "wait, further up this chain of nested calls, for the call making this one, so "
+                    "it would deadlock (pool A -> pool B -> pool A); give that pool more threads, "
+                    "or make the inner call before entering the other pool"
+                )
         bridge = current_bridge()
-        work = ThreadWork(fn, args, kwargs, contextvars.copy_context())
+        work = ThreadWork(fn, args, kwargs, contextvars.copy_context(), chain)
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         if self._put(item) and bridge is not None:
             bridge.gather()
@@ -407,7 +422,7 @@ def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
 
 def _execute(item):
     """Run one call here, in its caller's context: (value, error)."""
-    fn, args, kwargs, context = item.work
+    fn, args, kwargs, context, _tls.chain = item.work
     try:
         return context.run(fn, *args, **kwargs), None
     except BaseException as exc:
