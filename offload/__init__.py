@@ -32,6 +32,7 @@ def __getattr__(name: str) -> Any:
         return getattr(processpool, name)
     raise AttributeError(f"module 'offload' has no attribute {name!r}")
 
+
 __all__ = [
     "ALL_COMPLETED",
     "FIRST_COMPLETED",

@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from ._core import native
+from ._core.checks import check_count, check_timeout
 from ._core.waiters import CrossThreadSemaphore
 from .proxy import ProxyBase, getattribute, setattribute, unwrap, unwrap_args
 from .threadpool import ThreadPool
@@ -334,13 +335,8 @@ class ConnectionPool:
     def __init__(
         self, module: ModuleType | str, *args: Any, minconn: int = 1, maxconn: int = 10, **kwargs: Any
     ):
-        for name, value in (("minconn", minconn), ("maxconn", maxconn)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        if maxconn < 1:
-            raise ValueError(f"maxconn must be at least 1, not {maxconn}")
-        if not 0 <= minconn <= maxconn:
-            raise ValueError(f"minconn must be between 0 and maxconn ({maxconn}), not {minconn}")
+        check_count("maxconn", maxconn, 1)
+        check_count("minconn", minconn, 0, maxconn)
         if "pool" in kwargs:
             raise TypeError("ConnectionPool gives each connection its own thread; pool= is not accepted")
         self.module = _check_module(module)
@@ -380,11 +376,7 @@ class ConnectionPool:
 
     def getconn(self, timeout: float | None = None) -> Connection:
         """Take a connection out of the pool; give it back with :meth:`putconn`."""
-        if timeout is not None:
-            if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-                raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-            if timeout < 0:
-                raise ValueError(f"timeout must be >= 0, not {timeout}")
+        timeout = check_timeout(timeout)  # NaN refused: it would stall every timer of the hub
         self._check_open()
         if not self._slots.acquire(timeout):
             raise TimeoutError(f"no connection came free within {timeout} seconds (maxconn={self.maxconn})")

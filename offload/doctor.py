@@ -68,9 +68,7 @@ def redact(target: str) -> str:
     return _DSN_SECRET.sub(lambda m: f"{m.group(1)}=***", target)
 
 
-_DSN_SECRET = re.compile(
-    r"\b(" + "|".join(_SECRET_KEYS) + r")\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
-)
+_DSN_SECRET = re.compile(r"\b(" + "|".join(_SECRET_KEYS) + r")\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def _is_secret(key):

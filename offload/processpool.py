@@ -26,6 +26,7 @@ child in :mod:`offload._process.keeper`.  This module holds the pool itself.
 
 import atexit
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import chain
@@ -39,8 +40,8 @@ from ._core.checks import (
     check_callable,
     check_count,
     check_initializer,
+    check_map,
     check_name,
-    check_timeout,
     env_count,
     name_of,
 )
@@ -261,12 +262,11 @@ class ProcessPool(PoolBase):
         Every call is submitted (and pickled) before this returns; leaving the
         iterator early cancels the calls that have not started.
         """
-        check_callable(fn)
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
+        timeout = check_map(fn, timeout, chunksize)
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout)
-        chunks = wire.chunks(iterables, chunksize)
+        # No chunk can hold more than sys.maxsize calls (islice refuses more).
+        chunks = wire.chunks(iterables, min(chunksize, sys.maxsize))
         results = super().map(partial(child.run_chunk, fn), chunks, timeout=timeout)
         return chain.from_iterable(results)
 

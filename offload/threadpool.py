@@ -28,8 +28,8 @@ from ._core.checks import (
     check_callable,
     check_count,
     check_initializer,
+    check_map,
     check_name,
-    check_timeout,
     env_count,
     name_of,
 )
@@ -233,8 +233,7 @@ class ThreadPool(PoolBase):
         *chunksize* is accepted for compatibility and ignored, as by
         :class:`concurrent.futures.ThreadPoolExecutor`.
         """
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
+        timeout = check_map(fn, timeout, chunksize)
         return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def _put(self, item):
@@ -368,6 +367,7 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace, name, init):
     :mod:`offload._core.naming`).
     """
     _tls.queue = queue
+    ensure_hub()  # before anything else here: see offload/_core/hubs.py
     naming.register(name)
     try:
         _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init)
@@ -390,7 +390,6 @@ def _initialize(pool_ref, init):
 
 
 def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
-    ensure_hub()  # before any call: see offload/_core/hubs.py
     if init is not None and not _initialize(pool_ref, init):
         pool = pool_ref()
         if pool is not None:

@@ -18,6 +18,8 @@ __all__ = [
     "check_callable",
     "check_count",
     "check_initializer",
+    "check_map",
+    "check_number",
     "check_name",
     "check_seconds",
     "check_timeout",
@@ -50,8 +52,8 @@ def _seconds(name: str, value: Any, what: str) -> float:
         raise TypeError(f"{name} must be {what}, not {_type_name(value)}")
     try:
         seconds = float(value)
-    except OverflowError:  # an int beyond float's range
-        seconds = math.inf
+    except OverflowError:  # an int beyond float's range, either way
+        seconds = math.inf if int(value) > 0 else -math.inf
     if math.isnan(seconds):
         raise ValueError(f"{name} must be {what}, not nan")
     return seconds
@@ -81,6 +83,22 @@ def check_seconds(name: str, value: Any, *, positive: bool) -> float:
     if seconds < 0 or (positive and seconds == 0):
         raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, not {value}")
     return seconds
+
+
+def check_number(name: str, value: Any, minimum: float, maximum: float) -> float:
+    """*value* as a float in ``[minimum, maximum]`` (NaN refused)."""
+    number = _seconds(name, value, "a number")
+    if not minimum <= number <= maximum:
+        raise ValueError(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return number
+
+
+def check_map(fn: Any, timeout: Any, chunksize: Any) -> float | None:
+    """The arguments of an executor's ``map``; returns the timeout to use."""
+    check_callable(fn)
+    timeout = check_timeout(timeout)
+    check_count("chunksize", chunksize, 1)
+    return timeout
 
 
 def check_callable(fn: Any, name: str = "fn") -> None:

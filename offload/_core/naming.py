@@ -52,11 +52,12 @@ def set_os_name(name: str) -> None:
         return
     if _prctl is None:
         import ctypes  # here: most programs never start a worker thread
-        import ctypes.util
 
         try:
-            _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
-        except (OSError, AttributeError):  # pragma: no cover - no libc to call
+            # The process's own symbols, libc's among them (find_library would
+            # run ldconfig in a subprocess, from a worker thread).
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):  # pragma: no cover - no prctl to call
             _prctl = False
     if _prctl:
         _prctl(_PR_SET_NAME, name.encode("utf-8", "replace")[:15], 0, 0, 0)
@@ -65,7 +66,10 @@ def set_os_name(name: str) -> None:
 def register(name: str) -> None:
     """Name the calling thread: in the OS and in :func:`worker_threads`."""
     _threads[native.get_ident()] = name
-    set_os_name(name)
+    try:
+        set_os_name(name)
+    except Exception:  # pragma: no cover - a name is never worth a worker
+        pass
 
 
 def unregister() -> None:
