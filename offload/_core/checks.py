@@ -53,7 +53,7 @@ def _seconds(name: str, value: Any, what: str) -> float:
     try:
         seconds = float(value)
     except OverflowError:  # an int beyond float's range, either way
-        seconds = math.inf if int(value) > 0 else -math.inf
+        seconds = math.inf if value > 0 else -math.inf  # type: ignore[operator]
     if math.isnan(seconds):
         raise ValueError(f"{name} must be {what}, not nan")
     return seconds
