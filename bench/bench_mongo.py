@@ -122,14 +122,15 @@ print(json.dumps(out))
 def start_server():
     """Return (uri, the nx-27017 server we started or None).
 
-    The server is the one the tests use (tests/mongo_server.py), unless
-    OFFLOAD_BENCH_MONGODB_URI names another.
+    The server is started as the tests and the example start theirs
+    (examples/mongo_without_patching.py), unless OFFLOAD_BENCH_MONGODB_URI
+    names another.
     """
     uri = os.environ.get("OFFLOAD_BENCH_MONGODB_URI")
     if uri:
         return uri, None
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from mongo_server import NX27017
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    from mongo_without_patching import NX27017
 
     server = NX27017()
     problem = server.start()
@@ -170,8 +171,19 @@ def verdict(ok):
 
 
 def main():
+    from contextlib import ExitStack
+    from urllib.parse import urlsplit
+
+    from delayline import DelayLine, rtt_from_env
+
     uri, server = start_server()
+    rtt = rtt_from_env()
+    distance = ExitStack()
     try:
+        if rtt is not None:
+            parts = urlsplit(uri)
+            host, port = distance.enter_context(DelayLine((parts.hostname, parts.port), rtt))
+            uri = f"mongodb://{host}:{port}/?directConnection=true"
         load(uri)
         # Round-robin, the order rotating each round, so that a server that
         # drifts over the run does not favour whichever variant runs first.
@@ -186,6 +198,7 @@ def main():
                     else:
                         results[v][scenario].extend(runs)
     finally:
+        distance.close()
         if server is not None:
             server.stop()
 
@@ -213,7 +226,8 @@ def main():
     }
     server_name = "nx-27017 (in memory)" if server is not None else "the server at OFFLOAD_BENCH_MONGODB_URI"
 
-    print("## offload.mongo: cursor iteration and find_one\n")
+    away = f", the server {rtt * 1e3:g} ms away (bench/delayline.py)" if rtt is not None else ""
+    print(f"## offload.mongo: cursor iteration and find_one{away}\n")
     print(
         f"Against {server_name} on the same machine, each variant in its own interpreter, "
         f"{ROUNDS} rounds (each run after a warm-up of the same work; variants interleaved, the "

@@ -27,31 +27,20 @@ child in :mod:`offload._process.keeper`.  This module holds the pool itself.
 import atexit
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
-from ._core import native
+from ._core import checks, native
 from ._core.bridge import current_bridge
-from ._core.calls import FutureCall, HubCall, ThreadCall
-from ._core.checks import (
-    check_bool,
-    check_callable,
-    check_count,
-    check_initializer,
-    check_map,
-    check_name,
-    env_count,
-    name_of,
-)
+from ._core.calls import HubCall, ThreadCall
 from ._core.lifecycle import ForkRegistry, LazyDefault
 from ._core.waiters import locked
-from ._poolbase import PoolBase, run_inline
+from ._poolbase import PoolBase
 from ._process import child, wire
 from ._process.keeper import ChildKeeper, ChildSpec, WorkerCrashed
 from ._process.wire import RemoteTraceback
-from .future import Future
 
 _T = TypeVar("_T")
 
@@ -63,7 +52,7 @@ __all__ = [
     "get_default_process_pool",
 ]
 
-_pools = ForkRegistry()
+_pools: "ForkRegistry[ProcessPool]" = ForkRegistry()
 
 
 class ProcessWork(NamedTuple):
@@ -83,7 +72,7 @@ def default_process_count() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
-    return env_count("OFFLOAD_PROCESSES", cpus)
+    return checks.env_count("OFFLOAD_PROCESSES", cpus)
 
 
 # -- the pool ---------------------------------------------------------------
@@ -148,7 +137,8 @@ class ProcessPool(PoolBase):
     :param name: a label for :func:`repr`, :meth:`stats` and process names.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
-    the calling greenlet; in a plain thread it blocks that thread.  Processes
+    the calling greenlet; in a plain thread it blocks that thread.  Calls are
+    pickled in the caller, so pickling errors raise at once.  Processes
     start on demand and live until :meth:`shutdown`, or the end of the
     interpreter, which terminates them.  Inside a worker process, calls to
     any ProcessPool run inline: a worker never starts processes of its own.
@@ -167,14 +157,14 @@ class ProcessPool(PoolBase):
     ):
         if max_workers is None:
             max_workers = default_process_count()
-        check_count("max_workers", max_workers, 1)
+        checks.check_count("max_workers", max_workers, 1)
         if max_tasks_per_child is not None:
-            check_count("max_tasks_per_child", max_tasks_per_child, 1)
-        initargs = check_initializer(initializer, initargs)
+            checks.check_count("max_tasks_per_child", max_tasks_per_child, 1)
+        initargs = checks.check_initializer(initializer, initargs)
         if initializer is not None:
             _check_picklable(initializer, initargs)
-        check_bool("kill_on_timeout", kill_on_timeout)
-        check_name("name", name)
+        checks.check_bool("kill_on_timeout", kill_on_timeout)
+        checks.check_name("name", name)
         self._kill_on_timeout = kill_on_timeout
         self.name = name or f"ProcessPool-{id(self):x}"
         self._spec = ChildSpec(
@@ -208,13 +198,13 @@ class ProcessPool(PoolBase):
         return self._call(fn, args, kwargs, None)
 
     def _call(self, fn, args, kwargs, timeout):
-        check_callable(fn)
+        checks.check_callable(fn)
         if child.IN_CHILD:
             return fn(*args, **kwargs)
-        name = name_of(fn)
-        work = ProcessWork(wire.pack_call(fn, args, kwargs), name)
+        work = self._pack(fn, args, kwargs)
         bridge = current_bridge()
         item: HubCall | ThreadCall = (ThreadCall if bridge is None else HubCall)(work, bridge)
+        name = work.name
         del work  # the message may be large: only the item keeps it
         if self._put(item) and bridge is not None:
             bridge.gather()
@@ -232,42 +222,19 @@ class ProcessPool(PoolBase):
                 return "finish (its worker process was killed)"
         return "finish"
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        """Schedule ``fn(*args, **kwargs)`` in a process; return a :class:`~offload.Future`.
+    def _in_own_worker(self):
+        return child.IN_CHILD
 
-        Pickling errors raise here, at once, as in :meth:`call`.
-        """
-        check_callable(fn)
-        if child.IN_CHILD:
-            return run_inline(fn, args, kwargs)
-        future: Future[_T] = Future()
-        self._put(FutureCall(future, ProcessWork(wire.pack_call(fn, args, kwargs), name_of(fn))))
-        return future
+    def _pack(self, fn, args, kwargs):
+        # Pickled here, in the caller, so that an unpicklable call raises at once.
+        return ProcessWork(wire.pack_call(fn, args, kwargs), checks.name_of(fn))
 
-    def map(
-        self,
-        fn: Callable[..., Any],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[Any]:
-        """Like :func:`map`, with calls run in the processes, results in order.
-
-        :param chunksize: how many calls travel to a process together.  Large
-            chunks save round trips for many small calls; an exception fails
-            its whole chunk.
-        :param timeout: seconds from this call until the iterator raises
-            :exc:`TimeoutError` for a result not yet ready.
-
-        Every call is submitted (and pickled) before this returns; leaving the
-        iterator early cancels the calls that have not started.
-        """
-        timeout = check_map(fn, timeout, chunksize)
+    def _map(self, fn, iterables, timeout, chunksize):
         if chunksize == 1:
-            return super().map(fn, *iterables, timeout=timeout)
+            return super()._map(fn, iterables, timeout, chunksize)
         # No chunk can hold more than sys.maxsize calls (islice refuses more).
         chunks = wire.chunks(iterables, min(chunksize, sys.maxsize))
-        results = super().map(partial(child.run_chunk, fn), chunks, timeout=timeout)
+        results = super()._map(partial(child.run_chunk, fn), (chunks,), timeout, 1)
         return chain.from_iterable(results)
 
     def _put(self, item):

@@ -11,10 +11,11 @@ raw threads that never keep the interpreter from exiting.
 import contextvars
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from concurrent.futures.thread import BrokenThreadPool
 from contextvars import Context
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import gevent
@@ -22,23 +23,22 @@ from gevent._hub_local import get_hub_if_exists
 
 from ._core import naming, native
 from ._core.bridge import current_bridge
-from ._core.calls import FutureCall, HubCall, ThreadCall
+from ._core.calls import HubCall, ThreadCall
 from ._core.checks import (
     check_bool,
     check_callable,
     check_count,
     check_initializer,
-    check_map,
     check_name,
     env_count,
     name_of,
 )
 from ._core.hubs import callbacks_runner, ensure_hub, idle_get
 from ._core.lifecycle import ForkRegistry
+from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
-from ._poolbase import Counters, PoolBase, run_inline, serve
-from .future import Future
+from ._poolbase import Counters, PoolBase, serve
 
 __all__ = ["BrokenThreadPool", "ThreadPool", "default_size", "in_worker_thread", "worker_threads"]
 
@@ -61,18 +61,21 @@ class ThreadWork(NamedTuple):
     args: tuple
     kwargs: dict
     context: Context
-    #: The queues of the pools whose workers wait, up the chain of nested
-    #: calls, for this one (one entry per waiting worker).
-    chain: tuple = ()
+
+
+# NamedTuple's own __new__ is a Python function: a frame on every call.
+_new_work = partial(tuple.__new__, ThreadWork)
 
 
 class _WorkerLocal(native.local):
     queue = None  # the queue of the ThreadPool whose worker this thread is
-    chain: tuple = ()  # ThreadWork.chain of the call this worker runs
+    #: The queues of the pools whose workers wait, up the chain of nested
+    #: calls, for the call this worker runs (one entry per waiting worker).
+    chain: tuple = ()
 
 
 _tls = _WorkerLocal()
-_pools = ForkRegistry()
+_pools: "ForkRegistry[ThreadPool]" = ForkRegistry()
 
 
 def default_size() -> int:
@@ -120,13 +123,15 @@ class ThreadPool(PoolBase):
     :param thread_name_prefix: worker threads are named
         ``<prefix>_<n>``; the default prefix is *name*.  The name is the
         thread's in the OS (Linux, 15 bytes), at the bottom of its stack in
-        tracebacks and :mod:`faulthandler` dumps, and in
+        :mod:`faulthandler` dumps and :func:`sys._current_frames`, and in
         :func:`worker_threads`.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
-    the calling greenlet; in a plain thread it blocks that thread.  A call
-    made from one of this pool's own workers runs inline, so a pool of one
-    thread cannot deadlock on itself.
+    the calling greenlet; in a plain thread it blocks that thread.  With
+    ``max_queue`` set and the queue full, :meth:`submit` itself waits
+    (cooperatively in a greenlet) until a worker takes a call.  A call made
+    from one of this pool's own workers runs inline, so a pool of one thread
+    cannot deadlock on itself.
     """
 
     def __init__(
@@ -186,55 +191,33 @@ class ThreadPool(PoolBase):
         own = _tls.queue
         if own is self._queue:
             return fn(*args, **kwargs)
-        chain = ()
         if own is not None:  # a worker of another pool calls in, and will wait
-            chain = _tls.chain + (own,)
-            if chain.count(self._queue) >= self._max_workers:
-                raise RuntimeError(
-                    f"{name_of(fn)} cannot run in {self.name}: all {self._max_workers} of its threads "
-                    "wait, further up this chain of nested calls, for the call making this one, so "
-                    "it would deadlock (pool A -> pool B -> pool A); give that pool more threads, "
-                    "or make the inner call before entering the other pool"
-                )
+            fn = self._nested(fn, _tls.chain + (own,))
         bridge = current_bridge()
-        work = ThreadWork(fn, args, kwargs, contextvars.copy_context(), chain)
+        work = _new_work((fn, args, kwargs, contextvars.copy_context()))
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         if self._put(item) and bridge is not None:
             bridge.gather()
         # The name only matters for a timeout's message: skip the lookup otherwise.
         return item.settle(timeout, name_of(fn) if timeout is not None else None)
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
+    def _nested(self, fn, chain):
+        """*fn*, made to run with *chain* (the waiting workers' queues) known
+        to its worker; raises if every thread of this pool is in *chain*."""
+        if chain.count(self._queue) >= self._max_workers:
+            raise RuntimeError(
+                f"{name_of(fn)} cannot run in {self.name}: all {self._max_workers} of its threads "
+                "wait, further up this chain of nested calls, for the call making this one, so "
+                "it would deadlock (pool A -> pool B -> pool A); give that pool more threads, "
+                "or make the inner call before entering the other pool"
+            )
+        return partial(_in_chain, chain, fn)
 
-        Waiting on the future's ``result()`` parks only the calling greenlet.
-        With ``max_queue`` set and the queue full, ``submit`` itself waits
-        (cooperatively in a greenlet) until a worker takes a call.
-        """
-        check_callable(fn)
-        if _tls.queue is self._queue:
-            return run_inline(fn, args, kwargs)
-        future: Future[_T] = Future()
-        self._put(FutureCall(future, ThreadWork(fn, args, kwargs, contextvars.copy_context())))
-        return future
+    def _in_own_worker(self):
+        return _tls.queue is self._queue
 
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[_T]:
-        """Like :func:`map`, with each call made in the pool.
-
-        Every call is submitted at once; results are yielded in order, each
-        awaited cooperatively.  *timeout* (seconds, counted from this call)
-        raises :exc:`TimeoutError` when a result is not ready in time;
-        *chunksize* is accepted for compatibility and ignored, as by
-        :class:`concurrent.futures.ThreadPoolExecutor`.
-        """
-        timeout = check_map(fn, timeout, chunksize)
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+    def _pack(self, fn, args, kwargs):
+        return _new_work((fn, args, kwargs, contextvars.copy_context()))
 
     def _put(self, item):
         if self._broken is not None:
@@ -272,8 +255,9 @@ class ThreadPool(PoolBase):
         with self._lock:
             if len(self._workers) >= self._max_workers or self._is_shutdown:
                 return
-            counters = Counters()
+            counters = Counters(self.name)
             self._workers.append(counters)
+            started = len(self._workers)
             self._threads_started += 1
             thread_name = f"{self._thread_name_prefix}_{self._threads_started - 1}"
         queue = self._queue
@@ -291,6 +275,7 @@ class ThreadPool(PoolBase):
             with self._lock:
                 self._workers.remove(counters)
             raise
+        logger.debug("%s: started thread %d of %d", self.name, started, self._max_workers)
 
     def _retire(self, counters):
         with self._lock:
@@ -410,7 +395,7 @@ def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
                 run_callbacks()
 
     try:
-        serve(queue, idle, max_idle, counters, _execute, after_each, slots, idle_get(queue))
+        serve(queue, idle, max_idle, counters, None, after_each, slots, idle_get(queue))
     finally:
         if run_callbacks is not None:
             run_callbacks()
@@ -419,14 +404,13 @@ def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
             pool._retire(counters)
 
 
-def _execute(item):
-    """Run one call here, in its caller's context: (value, error)."""
-    fn, args, kwargs, context, _tls.chain = item.work
+def _in_chain(chain, fn, *args, **kwargs):
+    """Run a nested call with its chain of waiting workers known (see ``_nested``)."""
+    outer, _tls.chain = _tls.chain, chain
     try:
-        return context.run(fn, *args, **kwargs), None
-    except BaseException as exc:
-        # Drop this frame: the traceback starts at the user's code.
-        return None, exc.with_traceback(exc.__traceback__.tb_next)  # type: ignore[union-attr]
+        return fn(*args, **kwargs)
+    finally:
+        _tls.chain = outer
 
 
 def _unmonitor():
