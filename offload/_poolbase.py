@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ._core import native, observe
 from ._core.calls import FutureCall, QueueItem
-from ._core.checks import check_callable, check_count, check_timeout
+from ._core.checks import check_callable, check_map
 from ._core.observe import BOUNDS, logger
 from ._core.pace import Pace
 from .future import Future
@@ -235,9 +235,7 @@ class PoolBase(futures.Executor):
             :class:`~offload.ThreadPool` accepts and ignores it, as
             :class:`concurrent.futures.ThreadPoolExecutor` does.
         """
-        check_callable(fn)
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
+        timeout = check_map(fn, timeout, chunksize)
         return self._map(fn, iterables, timeout, chunksize)
 
     def _map(self, fn, iterables, timeout, chunksize):
