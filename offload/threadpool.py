@@ -33,7 +33,7 @@ from ._core.checks import (
     env_count,
     name_of,
 )
-from ._core.hubs import callbacks_runner, ensure_hub, idle_get
+from ._core.hubs import callbacks_runner, ensure_hub, idle_get, prepare
 from ._core.lifecycle import ForkRegistry
 from ._core.observe import logger
 from ._core.pace import Pace
@@ -265,6 +265,7 @@ class ThreadPool(PoolBase):
         # does: a pool dropped without shutdown() is collected, and this
         # callback stops the worker.
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
+        prepare()  # see offload/_core/hubs.py
         try:
             native.start_new_thread(
                 naming.named(_work, thread_name),

@@ -50,3 +50,20 @@ def test_eight_first_hubs_at_once():
     for _ in range(3):
         out = modes.lines(modes.run("all", FIRST_HUBS, timeout=60))
         assert out["done"] == "8"
+
+
+MAIN_AND_WORKER_HUBS = r"""
+import gevent
+import offload
+from offload._core import native
+# The main thread has no hub yet: its first gevent.spawn builds one while
+# the worker started by submit() builds its own (this deadlocked 1 run in ~10).
+offload.submit(native.sleep, 0.01)
+gevent.joinall([gevent.spawn(offload.call, native.sleep, 0.01) for _ in range(20)])
+print("ok=", True)
+"""
+
+
+def test_main_hub_and_a_worker_hub_built_at_once():
+    for _ in range(8):
+        assert modes.lines(modes.run("all", MAIN_AND_WORKER_HUBS, timeout=30))["ok"] == "True"

@@ -12,9 +12,9 @@ own ThreadPool hangs the same way).  A thread that already has a hub only
 cycles its loop when an import lock is busy, which is harmless.
 
 So before a worker runs any call, :func:`ensure_hub` gives it its hub,
-under a real lock so that no two threads build one at the same time; the
-first is built after gevent's config is resolved here, in advance, so that
-later ones import nothing.  Unpatched, it does nothing: no thread pays for a
+under a real lock so that no two threads build one at the same time, and
+the thread starting a worker first resolves gevent's settings
+(:func:`prepare`), so that no hub's constructor imports anything.  Unpatched, it does nothing: no thread pays for a
 loop it does not use.
 """
 
@@ -26,12 +26,27 @@ from gevent._hub_local import get_hub_if_exists
 
 from . import native
 
-__all__ = ["ensure_hub", "idle_get", "callbacks_runner"]
+__all__ = ["callbacks_runner", "ensure_hub", "idle_get", "prepare"]
 
 #: How often an idle worker with a hub runs its loop's callbacks (seconds).
 IDLE_TICK = 0.02
 
 _lock = native.allocate_lock()
+
+
+def prepare() -> None:
+    """Resolve, in the thread starting a worker, the gevent settings a hub's
+    constructor reads, so that no hub built later imports anything.
+
+    Without it a worker building its hub and a hubless main thread building
+    its own (its first ``gevent.spawn``) import gevent's settings at the
+    same moment, and deadlock as above.  A setting resolves once; later
+    calls are attribute reads.
+    """
+    if gevent.monkey.is_module_patched("_thread"):
+        config = gevent.config
+        for setting in ("loop", "libev_backend", "format_context", "monitor_thread", "track_greenlet_tree"):
+            getattr(config, setting)
 
 
 def ensure_hub() -> None:
