@@ -14,8 +14,8 @@ cycles its loop when an import lock is busy, which is harmless.
 So before a worker runs any call, :func:`ensure_hub` gives it its hub,
 under a real lock so that no two threads build one at the same time, and
 the thread starting a worker first resolves gevent's settings
-(:func:`prepare`), so that no hub's constructor imports anything.  Unpatched, it does nothing: no thread pays for a
-loop it does not use.
+(:func:`prepare`), so that no hub's constructor imports anything.
+Unpatched, it does nothing: no thread pays for a loop it does not use.
 """
 
 import os
