@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ._core import native, observe
 from ._core.calls import FutureCall, QueueItem
-from ._core.checks import check_callable, check_count, check_timeout
+from ._core.checks import check_callable, check_map
 from ._core.observe import BOUNDS, logger
 from ._core.pace import Pace
 from .future import Future
@@ -82,6 +82,7 @@ def serve(
     execute: Execute | None = None,
     after_each: AfterEach | None = None,
     slots: Any = None,
+    get: Callable[[], Any] | None = None,
 ) -> None:
     """The loop of one worker: take a call, run it, wake its caller.
 
@@ -94,9 +95,10 @@ def serve(
     each call the worker leaves a token in *idle* (up to *max_idle*): the
     next put then knows a worker is on its way back to the queue.  *slots*
     is the pool's bounded-queue semaphore, released as each call leaves the
-    queue.
+    queue.  *get* replaces ``queue.get`` (see :func:`offload._core.hubs.idle_get`).
     """
-    get = queue.get
+    if get is None:
+        get = queue.get
     qsize = queue.qsize
     while True:
         item = get()
@@ -233,9 +235,7 @@ class PoolBase(futures.Executor):
             :class:`~offload.ThreadPool` accepts and ignores it, as
             :class:`concurrent.futures.ThreadPoolExecutor` does.
         """
-        check_callable(fn)
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
+        timeout = check_map(fn, timeout, chunksize)
         return self._map(fn, iterables, timeout, chunksize)
 
     def _map(self, fn, iterables, timeout, chunksize):

@@ -26,7 +26,8 @@ child in :mod:`offload._process.keeper`.  This module holds the pool itself.
 
 import atexit
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import chain
 from typing import Any, NamedTuple, TypeVar
@@ -100,6 +101,20 @@ def _context_for(mp_context):
     return mp_context
 
 
+def _check_picklable(initializer, initargs):
+    """Refuse, at once, an initializer or initargs that cannot reach a child."""
+    try:
+        wire.dumps((initializer, initargs))
+    except RuntimeError as exc:
+        # multiprocessing's queues, locks, Values and Arrays refuse pickling
+        # except while a process is being started, which is exactly how
+        # initargs travel (as the standard library's pools send them).
+        if "inheritance" not in str(exc):
+            raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+    except Exception as exc:
+        raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+
+
 class ProcessPool(PoolBase):
     """A :class:`concurrent.futures.Executor` of worker processes for gevent.
 
@@ -136,7 +151,7 @@ class ProcessPool(PoolBase):
         mp_context: Any = None,
         max_tasks_per_child: int | None = None,
         initializer: Callable[..., Any] | None = None,
-        initargs: tuple = (),
+        initargs: Iterable[Any] = (),
         kill_on_timeout: bool = False,
         name: str | None = None,
     ):
@@ -145,16 +160,9 @@ class ProcessPool(PoolBase):
         checks.check_count("max_workers", max_workers, 1)
         if max_tasks_per_child is not None:
             checks.check_count("max_tasks_per_child", max_tasks_per_child, 1)
+        initargs = checks.check_initializer(initializer, initargs)
         if initializer is not None:
-            checks.check_callable(initializer, "initializer")
-            if not isinstance(initargs, tuple):
-                raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
-            try:
-                wire.dumps((initializer, initargs))
-            except Exception as exc:
-                raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
-        elif initargs != ():
-            raise ValueError("initargs must be empty without an initializer: pass initializer= too")
+            _check_picklable(initializer, initargs)
         checks.check_bool("kill_on_timeout", kill_on_timeout)
         checks.check_name("name", name)
         self._kill_on_timeout = kill_on_timeout
@@ -224,7 +232,8 @@ class ProcessPool(PoolBase):
     def _map(self, fn, iterables, timeout, chunksize):
         if chunksize == 1:
             return super()._map(fn, iterables, timeout, chunksize)
-        chunks = wire.chunks(iterables, chunksize)
+        # No chunk can hold more than sys.maxsize calls (islice refuses more).
+        chunks = wire.chunks(iterables, min(chunksize, sys.maxsize))
         results = super()._map(partial(child.run_chunk, fn), (chunks,), timeout, 1)
         return chain.from_iterable(results)
 
@@ -236,7 +245,12 @@ class ProcessPool(PoolBase):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._submitted += 1
             self._queue.put(item)
-        return self._wake_or_spawn()
+        busy = self._wake_or_spawn()
+        if self._is_shutdown and not self._workers:
+            # shutdown() landed between the put and the start of a worker,
+            # which it then refused: no worker will ever take the call.
+            self._cancel(self._drain())
+        return busy
 
     # -- workers ----------------------------------------------------------
 

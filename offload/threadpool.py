@@ -11,7 +11,9 @@ raw threads that never keep the interpreter from exiting.
 import contextvars
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from concurrent.futures.thread import BrokenThreadPool
 from contextvars import Context
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
@@ -19,24 +21,28 @@ from typing import Any, NamedTuple, TypeVar
 import gevent
 from gevent._hub_local import get_hub_if_exists
 
-from ._core import native
+from ._core import naming, native
 from ._core.bridge import current_bridge
 from ._core.calls import HubCall, ThreadCall
 from ._core.checks import (
     check_bool,
     check_callable,
     check_count,
+    check_initializer,
     check_name,
     env_count,
     name_of,
 )
+from ._core.hubs import callbacks_runner, ensure_hub, idle_get, prepare
 from ._core.lifecycle import ForkRegistry
 from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
 from ._poolbase import Counters, PoolBase, serve
 
-__all__ = ["ThreadPool", "default_size", "in_worker_thread"]
+__all__ = ["BrokenThreadPool", "ThreadPool", "default_size", "in_worker_thread", "worker_threads"]
+
+worker_threads = naming.worker_threads
 
 _T = TypeVar("_T")
 
@@ -63,6 +69,9 @@ _new_work = partial(tuple.__new__, ThreadWork)
 
 class _WorkerLocal(native.local):
     queue = None  # the queue of the ThreadPool whose worker this thread is
+    #: The queues of the pools whose workers wait, up the chain of nested
+    #: calls, for the call this worker runs (one entry per waiting worker).
+    chain: tuple = ()
 
 
 _tls = _WorkerLocal()
@@ -105,6 +114,17 @@ class ThreadPool(PoolBase):
         not slow down as threads are added and the callers' hub keeps up
         (see :ref:`adaptive`).  Without
         it, a call that finds no idle thread starts one, up to *max_workers*.
+    :param initializer: called as ``initializer(*initargs)`` in each new
+        worker thread before its first call, as by
+        :class:`~concurrent.futures.ThreadPoolExecutor`.  If it raises, the
+        pool is broken, as the standard library's: the calls queued and every
+        later one raise :exc:`concurrent.futures.thread.BrokenThreadPool`.
+    :param initargs: the arguments for *initializer* (none without it).
+    :param thread_name_prefix: worker threads are named
+        ``<prefix>_<n>``; the default prefix is *name*.  The name is the
+        thread's in the OS (Linux, 15 bytes), at the bottom of its stack in
+        :mod:`faulthandler` dumps and :func:`sys._current_frames`, and in
+        :func:`worker_threads`.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
     the calling greenlet; in a plain thread it blocks that thread.  With
@@ -121,6 +141,9 @@ class ThreadPool(PoolBase):
         name: str | None = None,
         max_queue: int = 0,
         adaptive: bool = False,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        thread_name_prefix: str = "",
     ) -> None:
         if max_workers is None:
             max_workers = default_size()
@@ -128,10 +151,17 @@ class ThreadPool(PoolBase):
         check_count("max_queue", max_queue, 0)
         check_name("name", name)
         check_bool("adaptive", adaptive)
+        initargs = check_initializer(initializer, initargs)
+        self._init = None if initializer is None else (initializer, initargs)
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError(f"thread_name_prefix must be a str, not {type(thread_name_prefix).__name__}")
         self._max_workers = max_workers
         self._max_queue = max_queue
         self._pace = Pace(min(_ADAPTIVE_FLOOR, max_workers)) if adaptive else None
         self.name = name or f"ThreadPool-{id(self):x}"
+        self._thread_name_prefix = thread_name_prefix or self.name
+        self._threads_started = 0
+        self._broken: str | None = None  # why, once an initializer failed
         self._is_shutdown = False
         self._reset()
         _pools.add(self)
@@ -158,8 +188,11 @@ class ThreadPool(PoolBase):
         # The test before the call: check_callable costs a frame on every call.
         if not callable(fn):
             check_callable(fn)
-        if _tls.queue is self._queue:
+        own = _tls.queue
+        if own is self._queue:
             return fn(*args, **kwargs)
+        if own is not None:  # a worker of another pool calls in, and will wait
+            fn = self._nested(fn, _tls.chain + (own,))
         bridge = current_bridge()
         work = _new_work((fn, args, kwargs, contextvars.copy_context()))
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
@@ -168,6 +201,18 @@ class ThreadPool(PoolBase):
         # The name only matters for a timeout's message: skip the lookup otherwise.
         return item.settle(timeout, name_of(fn) if timeout is not None else None)
 
+    def _nested(self, fn, chain):
+        """*fn*, made to run with *chain* (the waiting workers' queues) known
+        to its worker; raises if every thread of this pool is in *chain*."""
+        if chain.count(self._queue) >= self._max_workers:
+            raise RuntimeError(
+                f"{name_of(fn)} cannot run in {self.name}: all {self._max_workers} of its threads "
+                "wait, further up this chain of nested calls, for the call making this one, so "
+                "it would deadlock (pool A -> pool B -> pool A); give that pool more threads, "
+                "or make the inner call before entering the other pool"
+            )
+        return partial(_in_chain, chain, fn)
+
     def _in_own_worker(self):
         return _tls.queue is self._queue
 
@@ -175,6 +220,8 @@ class ThreadPool(PoolBase):
         return _new_work((fn, args, kwargs, contextvars.copy_context()))
 
     def _put(self, item):
+        if self._broken is not None:
+            raise BrokenThreadPool(self._broken)
         if self._is_shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
         if self._slots is not None:
@@ -192,7 +239,15 @@ class ThreadPool(PoolBase):
             if not self._workers:
                 self._cancel_queued()
             return False
-        return self._wake_or_spawn()
+        if self._broken is not None:
+            self._fail_queued()  # broken since the check above: none will run it
+            return False
+        busy = self._wake_or_spawn()
+        if self._is_shutdown and not self._workers:
+            # shutdown() landed between the put and the start of a worker,
+            # which it then refused: no worker will ever take the call.
+            self._cancel_queued()
+        return busy
 
     # -- workers ----------------------------------------------------------
 
@@ -203,14 +258,19 @@ class ThreadPool(PoolBase):
             counters = Counters(self.name)
             self._workers.append(counters)
             started = len(self._workers)
+            self._threads_started += 1
+            thread_name = f"{self._thread_name_prefix}_{self._threads_started - 1}"
         queue = self._queue
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
         # callback stops the worker.
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
+        prepare()  # see offload/_core/hubs.py
         try:
             native.start_new_thread(
-                _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace)
+                naming.named(_work, thread_name),
+                (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace),
+                {"name": thread_name, "init": self._init},
             )
         except BaseException:
             with self._lock:
@@ -234,6 +294,29 @@ class ThreadPool(PoolBase):
             for _ in items:
                 self._slots.release()
         self._cancel(items)
+
+    def _initializer_failed(self):
+        """A worker's initializer raised: the pool is broken, as the stdlib's.
+
+        Every call queued now fails with :exc:`BrokenThreadPool`, and every
+        later submit raises it.
+        """
+        self._broken = "A thread initializer failed, the thread pool is not usable anymore"
+        self._fail_queued()
+
+    def _fail_queued(self):
+        """Fail every call still queued with :exc:`BrokenThreadPool`."""
+        items = self._drain()
+        if self._slots is not None:
+            for _ in items:
+                self._slots.release()
+        failed = 0
+        for item in items:
+            if item.start():
+                item.finish(None, BrokenThreadPool(self._broken))
+                failed += 1
+        with self._lock:
+            self._retired.failed += failed
 
     # -- lifecycle --------------------------------------------------------
 
@@ -263,11 +346,44 @@ class ThreadPool(PoolBase):
         return self._workers, len(self._workers)
 
 
-def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
-    """The body of one worker thread: serve the queue, then retire."""
+def _work(pool_ref, queue, idle, slots, max_idle, counters, pace, name, init):
+    """The body of one worker thread: serve the queue, then retire.
+
+    Each thread runs a copy of this function named after the thread (see
+    :mod:`offload._core.naming`).
+    """
     _tls.queue = queue
+    ensure_hub()  # before anything else here: see offload/_core/hubs.py
+    naming.register(name)
+    try:
+        _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init)
+    finally:
+        naming.unregister()
+
+
+def _initialize(pool_ref, init):
+    """Run the pool's initializer here; False (the pool now broken) if it raised."""
+    initializer, initargs = init
+    try:
+        initializer(*initargs)
+        return True
+    except BaseException:
+        futures._base.LOGGER.critical("Exception in initializer:", exc_info=True)
+        pool = pool_ref()
+        if pool is not None:
+            pool._initializer_failed()
+        return False
+
+
+def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
+    if init is not None and not _initialize(pool_ref, init):
+        pool = pool_ref()
+        if pool is not None:
+            pool._retire(counters)
+        return
+    run_callbacks = callbacks_runner()
     monitored = gevent.config.monitor_thread
-    if pace is None and not monitored:
+    if pace is None and not monitored and run_callbacks is None:
         after_each = None  # the common case: nothing to do between calls
     else:
 
@@ -276,13 +392,26 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
                 pace.finished(work.fn, run, ended, item.hub_keeps_up())
             if monitored:
                 _unmonitor()
+            if run_callbacks is not None:
+                run_callbacks()
 
     try:
-        serve(queue, idle, max_idle, counters, None, after_each, slots)
+        serve(queue, idle, max_idle, counters, None, after_each, slots, idle_get(queue))
     finally:
+        if run_callbacks is not None:
+            run_callbacks()
         pool = pool_ref()
         if pool is not None:
             pool._retire(counters)
+
+
+def _in_chain(chain, fn, *args, **kwargs):
+    """Run a nested call with its chain of waiting workers known (see ``_nested``)."""
+    outer, _tls.chain = _tls.chain, chain
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _tls.chain = outer
 
 
 def _unmonitor():

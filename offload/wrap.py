@@ -7,12 +7,12 @@ whatever thread the executor uses and woken through the hub bridge, so that
 waiting blocks only the calling greenlet.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from typing import Any, Generic, TypeVar
 
 from ._core import native
-from ._core.checks import check_callable, check_count, check_timeout, name_of
+from ._core.checks import check_callable, check_map, name_of
 from .defaults import get_default_pool
 from .future import Future
 
@@ -73,12 +73,15 @@ class ExecutorFacade(futures.Executor, Generic[_E]):
         return outer
 
     def map(
-        self, fn: Callable[..., _T], *iterables: Any, timeout: float | None = None, chunksize: int = 1
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
     ) -> Iterator[_T]:
-        """Like :func:`map`, each call submitted through the façade; results in order."""
-        check_callable(fn)
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
+        """:meth:`concurrent.futures.Executor.map` through this façade, its
+        arguments checked at the call; each result is awaited cooperatively."""
+        timeout = check_map(fn, timeout, chunksize)
         return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def _forget(self, future):

@@ -17,6 +17,9 @@ __all__ = [
     "check_bool",
     "check_callable",
     "check_count",
+    "check_initializer",
+    "check_map",
+    "check_number",
     "check_name",
     "check_seconds",
     "check_timeout",
@@ -49,8 +52,8 @@ def _seconds(name: str, value: Any, what: str) -> float:
         raise TypeError(f"{name} must be {what}, not {_type_name(value)}")
     try:
         seconds = float(value)
-    except OverflowError:  # an int beyond float's range
-        seconds = math.inf
+    except OverflowError:  # an int beyond float's range, either way
+        seconds = math.inf if value > 0 else -math.inf  # type: ignore[operator]
     if math.isnan(seconds):
         raise ValueError(f"{name} must be {what}, not nan")
     return seconds
@@ -82,10 +85,44 @@ def check_seconds(name: str, value: Any, *, positive: bool) -> float:
     return seconds
 
 
+def check_number(name: str, value: Any, minimum: float, maximum: float) -> float:
+    """*value* as a float in ``[minimum, maximum]`` (NaN refused)."""
+    number = _seconds(name, value, "a number")
+    if not minimum <= number <= maximum:
+        raise ValueError(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return number
+
+
+def check_map(fn: Any, timeout: Any, chunksize: Any) -> float | None:
+    """The arguments of an executor's ``map``; returns the timeout to use."""
+    check_callable(fn)
+    timeout = check_timeout(timeout)
+    check_count("chunksize", chunksize, 1)
+    return timeout
+
+
 def check_callable(fn: Any, name: str = "fn") -> None:
     """Raise TypeError unless *fn* is callable."""
     if not callable(fn):
         raise TypeError(f"{name} must be callable, not {_type_name(fn)}")
+
+
+def check_initializer(initializer: Any, initargs: Any) -> tuple:
+    """*initargs* as a tuple, once *initializer* and *initargs* make sense together.
+
+    As the standard library's pools: *initializer* is None or a callable,
+    *initargs* any iterable of arguments (a list too; a str or bytes is
+    refused, as a certain mistake); without an initializer it must be empty.
+    """
+    if isinstance(initargs, (str, bytes)) or not hasattr(initargs, "__iter__"):
+        raise TypeError(f"initargs must be a tuple of arguments, not {_type_name(initargs)}")
+    args = tuple(initargs)
+    if initializer is None:
+        if args:
+            raise ValueError("initargs must be empty without an initializer: pass initializer= too")
+    else:
+        check_callable(initializer, "initializer")
+    return args
 
 
 def check_name(name: str, value: Any) -> str | None:

@@ -109,5 +109,3 @@ def child_main(tasks, results, initializer, initargs):
             send(answer)
         except BrokenPipeError:
             return
-
-
