@@ -9,6 +9,7 @@ same, and lives here.
 """
 
 import abc
+import os
 from collections import deque
 from collections.abc import Callable
 from concurrent import futures
@@ -45,17 +46,19 @@ def run_inline(fn, args, kwargs):
 class Counters:
     """What one worker has done; only that worker writes to it.
 
-    ``active`` is 1 while it runs a call, which it started at ``since``.
-    Readers (``stats()``, the pace) see each field whole, if not all fields
-    from the same instant.
+    ``active`` is 1 while it runs a call, which it started at ``since``;
+    ``current`` is that call's queue item (what a fork or the interpreter's
+    exit reports as running), else None.  Readers (``stats()``, the pace)
+    see each field whole, if not all fields from the same instant.
     """
 
     _TOTALS = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
-    __slots__ = _TOTALS + ("since",)
+    __slots__ = _TOTALS + ("since", "current")
 
     def __init__(self) -> None:
         self.taken = self.completed = self.failed = self.cancelled = self.active = 0
         self.wait_time = self.run_time = self.since = 0.0
+        self.current: Any = None
 
     def add(self, other: "Counters") -> None:
         for name in self._TOTALS:
@@ -87,11 +90,14 @@ def serve(
         item = get()
         if item is None:
             return
+        # Off the queue, the item is only here: a fork must find it.
+        counters.current = item
         counters.taken += 1
         if slots is not None:
             slots.release()
         if not item.start():
             counters.cancelled += 1
+            counters.current = None
             continue
         started = counters.since = monotonic()
         counters.active = 1
@@ -107,6 +113,7 @@ def serve(
         else:
             counters.failed += 1
         item.finish(value, error, qsize() > 0)
+        counters.current = None  # after finish: a fork in between finds it done, not lost
         if after_each is not None:
             after_each(work, item, run, ended)
         # Drop the references before blocking on the queue again: the
@@ -180,6 +187,39 @@ class PoolBase(futures.Executor):
         cancelled = sum(item.cancel() for item in items)
         with self._lock:
             self._retired.cancelled += cancelled
+
+    def _take_orphans(self) -> list[tuple[Any, str]]:
+        """In a forked child: the calls the parent had queued or running, as
+        (item, "queued" or "running").
+
+        No lock is taken: a thread that held one in the parent is gone.
+        """
+        orphans = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except native.Empty:
+                break
+            if item is not None:
+                orphans.append((item, "queued"))
+        for counters in self._live_counters()[0]:
+            if counters.current is not None:
+                orphans.append((counters.current, "running"))
+        return orphans
+
+    def _fail_orphans(self, orphans: list[tuple[Any, str]]) -> None:
+        """In a forked child, after :meth:`_reset`: fail the child's copies of
+        the parent's calls, whose waiters would otherwise wait for ever."""
+        parent = os.getppid()
+        for item, state in orphans:
+            work = item.work
+            name = work.name if work is not None else "a call"
+            item.abandon(
+                RuntimeError(
+                    f"{name} was {state} in {self.name} in the parent process when it forked "
+                    f"(pid {parent}); its result stays there"
+                )
+            )
 
     def _wake_or_spawn(self):
         """After a put: leave the call to a worker, starting one if none is free.

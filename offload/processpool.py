@@ -349,15 +349,14 @@ class ProcessPool(PoolBase):
     def _after_fork(self):
         # Only the forking thread exists in the child: the worker threads are
         # gone, and the processes are the parent's to look after.  Close the
-        # copies of their pipes, or they would outlive the parent's.
+        # copies of their pipes, or they would outlive the parent's.  Calls
+        # queued or running in the parent stay there; their waiters' copies
+        # here fail at once.
+        orphans = self._take_orphans()
         for worker in self._workers:
-            for fd in (worker.tasks_fd, worker.results_fd):
-                if fd is not None:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+            worker.forget()
         self._reset()
+        self._fail_orphans(orphans)
 
     def _live_counters(self):
         alive = sum(1 for worker in self._workers if worker.proc is not None)

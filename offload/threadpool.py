@@ -56,6 +56,11 @@ class ThreadWork(NamedTuple):
     kwargs: dict
     context: Context
 
+    @property
+    def name(self) -> str:
+        """The function's name, for messages about the call."""
+        return name_of(self.fn)
+
 
 class _WorkerLocal(native.local):
     queue = None  # the queue of the ThreadPool whose worker this thread is
@@ -274,9 +279,11 @@ class ThreadPool(PoolBase):
 
     def _after_fork(self):
         # Only the forking thread exists in the child: the workers, and any
-        # lock they held, are gone.  Calls queued in the parent are the
-        # parent's to run.
+        # lock they held, are gone.  Calls queued or running in the parent
+        # are the parent's to run; their waiters' copies here fail at once.
+        orphans = self._take_orphans()
         self._reset()
+        self._fail_orphans(orphans)
 
     def _live_counters(self):
         return self._workers, len(self._workers)

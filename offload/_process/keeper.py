@@ -9,6 +9,7 @@ hang.  A process that dies fails only the call it was running, with
 
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -320,6 +321,22 @@ class ChildKeeper:
         popen.close()
         return exitcode, pid
 
+    def forget(self):
+        """In a forked child: close the copies of the parent's pipe ends and
+        sentinel (the process is the parent's), so that they do not outlive
+        the parent's."""
+        for fd in (self.tasks_fd, self.results_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if self.proc is not None:
+            # The sentinel through multiprocessing's own finalizer, which
+            # would otherwise close that fd number again when collected.
+            self.proc._popen.close()
+        self.proc = self.tasks_fd = self.results_fd = self.sentinel = None
+
     def stop_process(self, grace=5.0):
         """Ask the process to exit; terminate, then kill it if it does not."""
         if self.proc is None:
@@ -342,9 +359,47 @@ class ChildKeeper:
         self.reap()
 
 
+def _reset_multiprocessing():
+    """Give a forked child multiprocessing start machinery of its own.
+
+    multiprocessing's forkserver is a process-wide singleton that belongs to
+    the process that started it: in a forked child its pid is not a child of
+    ours, so the next start fails with ``ChildProcessError: No child
+    processes`` (os.waitpid in ``ensure_running``), and its lock may have
+    been held by a parent thread that does not exist here.  multiprocessing
+    resets it only for its own ``fork`` start method, not for ``os.fork()``.
+    The singleton is reset in place -- the module's ``ensure_running`` and
+    ``connect_to_new_process`` are its bound methods -- to what a new
+    ``ForkServer()`` holds (whatever this Python's version keeps there),
+    keeping the preload list; the child then starts a forkserver of its own
+    on first use.  Its copy of the parent's "alive" pipe end is closed, or
+    the parent's forkserver would live until this child exits.  The
+    resource tracker is shared with the parent, as multiprocessing's own
+    fork start shares it; only its lock is new.  Nothing is imported here:
+    a module not loaded yet has no state to reset.
+    """
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    if forkserver is not None:
+        server = forkserver._forkserver
+        alive = getattr(server, "_forkserver_alive_fd", None)
+        fresh = forkserver.ForkServer()
+        fresh._preload_modules = getattr(server, "_preload_modules", fresh._preload_modules)
+        server.__dict__.update(fresh.__dict__)
+        if alive is not None:
+            try:
+                os.close(alive)
+            except OSError:
+                pass
+    tracking = sys.modules.get("multiprocessing.resource_tracker")
+    if tracking is not None:
+        tracker = tracking._resource_tracker
+        tracker._lock = tracking.ResourceTracker()._lock
+
+
 def _after_fork_in_child():
     global _start_lock
     _start_lock = native.allocate_lock()
+    _reset_multiprocessing()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
