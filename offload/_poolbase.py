@@ -19,6 +19,7 @@ from typing import Any
 from ._core import native
 from ._core.calls import QueueItem
 from ._core.pace import Pace
+from ._core.waiters import locked
 from .future import Future
 
 #: How a pool runs one call it took off the queue: (value, error), never raises.
@@ -187,6 +188,39 @@ class PoolBase(futures.Executor):
         cancelled = sum(item.cancel() for item in items)
         with self._lock:
             self._retired.cancelled += cancelled
+
+    def _wait_stopped(self, timeout: float | None) -> bool:
+        """After ``shutdown(wait=False)``: block this thread until the workers
+        have run what was queued and stopped, up to *timeout* seconds (None:
+        no limit); True if they did.
+
+        What the interpreter's exit does (see :mod:`offload._core.exiting`):
+        it waits on a real lock, never through a hub.
+        """
+        with self._lock:
+            if not self._workers:
+                return self._queue.qsize() == 0  # calls and no worker: they will not run
+        done = locked()
+        self._stopped.add_done_callback(lambda _: done.release())
+        if timeout is None:
+            return done.acquire()
+        return done.acquire(True, min(timeout, native.TIMEOUT_MAX))
+
+    def _abandon_at_exit(self) -> list[tuple[str, str, str]]:
+        """The exit's wait ran out: cancel what is still queued, and name it
+        and what is still running, as (pool, function, "queued"/"running")."""
+        queued = self._drain()
+        with self._lock:
+            running = [counters.current for counters in self._live_counters()[0]]
+        label = f"{type(self).__name__} {self.name!r}"
+        abandoned = []
+        for items, state in ((running, "running"), (queued, "queued")):
+            for item in items:
+                work = item.work if item is not None else None
+                if work is not None:  # None: no call, or it has just finished
+                    abandoned.append((label, work.name, state))
+        self._cancel(queued)
+        return abandoned
 
     def _take_orphans(self) -> list[tuple[Any, str]]:
         """In a forked child: the calls the parent had queued or running, as

@@ -26,12 +26,13 @@ child in :mod:`offload._process.keeper`.  This module holds the pool itself.
 
 import atexit
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
-from ._core import native
+from ._core import exiting, native
 from ._core.bridge import current_bridge
 from ._core.calls import FutureCall, HubCall, ThreadCall
 from ._core.checks import (
@@ -44,7 +45,6 @@ from ._core.checks import (
     name_of,
 )
 from ._core.lifecycle import ForkRegistry, LazyDefault
-from ._core.waiters import locked
 from ._poolbase import PoolBase, run_inline
 from ._process import child, wire
 from ._process.keeper import ChildKeeper, ChildSpec, WorkerCrashed
@@ -62,6 +62,11 @@ __all__ = [
 ]
 
 _pools = ForkRegistry()
+
+#: Seconds a worker process has, after SIGTERM at exit, before SIGKILL.
+TERMINATE_GRACE = 1.0
+#: Seconds the exit then waits for the killed processes to be reaped.
+KILL_WAIT = 2.0
 
 
 class ProcessWork(NamedTuple):
@@ -174,12 +179,14 @@ class ProcessPool(PoolBase):
             initargs=initargs,
             name=self.name,
             max_tasks_per_child=max_tasks_per_child,
+            main_path=getattr(sys.modules.get("__main__"), "__file__", None),
         )
         self._max_workers = max_workers
         self._is_shutdown = False
         self._reset()
         _pools.add(self)
         _register_atexit()
+        exiting.add(self)
 
     # -- submitting -------------------------------------------------------
 
@@ -267,7 +274,7 @@ class ProcessPool(PoolBase):
         # that shutdown() queues.
         with self._lock:
             if self._is_shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+                raise RuntimeError(exiting.refusal())
             self._submitted += 1
             self._queue.put(item)
         return self._wake_or_spawn()
@@ -325,26 +332,30 @@ class ProcessPool(PoolBase):
             self._queue.put(None)
         return drained
 
-    def _terminate(self, timeout):
-        """Shut down now: cancel queued calls, kill running ones, reap all.
+    def _terminate(self, grace=TERMINATE_GRACE):
+        """Shut down now: cancel queued calls, stop running ones, reap all.
 
-        What the interpreter's exit does to every pool still running.
+        Each process gets SIGTERM; one still alive *grace* seconds later
+        gets SIGKILL, which cannot be ignored, so no process outlives the
+        program.  What the interpreter's exit does to a pool whose calls
+        did not finish within ``OFFLOAD_EXIT_TIMEOUT``.
         """
         self._cancel(self._close(cancel_futures=True))
-        with self._lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.stopping = True
-            proc = worker.proc
-            if proc is not None:
-                try:
-                    proc.terminate()
-                except OSError:
-                    pass
-        if workers:
-            done = locked()
-            self._stopped.add_done_callback(lambda _: done.release())
-            done.acquire(True, timeout)
+        for kill in (False, True):
+            with self._lock:
+                workers = list(self._workers)
+            if not workers:
+                return
+            for worker in workers:
+                worker.stopping = True
+                worker.signal(kill)
+            if self._wait_stopped(grace if not kill else KILL_WAIT):
+                return
+
+    def _abandon_at_exit(self):
+        abandoned = super()._abandon_at_exit()
+        self._terminate()
+        return abandoned
 
     def _after_fork(self):
         # Only the forking thread exists in the child: the worker threads are
@@ -396,5 +407,7 @@ def _register_atexit():
 
 
 def _terminate_all():
+    # Normally every pool has stopped by now (offload._core.exiting waited
+    # for them); this catches a pool the exit hook did not see.
     for pool in _pools:
-        pool._terminate(timeout=5.0)
+        pool._terminate()

@@ -30,6 +30,7 @@ from ._core.checks import (
     env_count,
     name_of,
 )
+from ._core import exiting
 from ._core.lifecycle import ForkRegistry
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
@@ -134,6 +135,7 @@ class ThreadPool(PoolBase):
         self._is_shutdown = False
         self._reset()
         _pools.add(self)
+        exiting.add(self)
 
     def _reset(self):
         super()._reset()
@@ -202,12 +204,12 @@ class ThreadPool(PoolBase):
 
     def _put(self, item):
         if self._is_shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
+            raise RuntimeError(exiting.refusal())
         if self._slots is not None:
             self._slots.acquire()
             if self._is_shutdown:
                 self._slots.release()
-                raise RuntimeError("cannot schedule new futures after shutdown")
+                raise RuntimeError(exiting.refusal())
         self._submitted += 1
         self._queue.put(item)
         if self._is_shutdown:

@@ -74,6 +74,18 @@ class ChildSpec:
     initargs: tuple
     name: str  # the pool's; a child is named "<name>-worker"
     max_tasks_per_child: int | None
+    main_path: str | None = None  # __main__.__file__ when the pool was made
+
+
+def _restore_main_path(path):
+    """Put back ``__main__.__file__``, which CPython deletes once the script
+    has run: multiprocessing needs it to let a child import the script's
+    functions, and the interpreter's exit still starts processes for the
+    calls queued then."""
+    main = sys.modules.get("__main__")
+    if path is not None and main is not None and getattr(main, "__file__", None) is None:
+        if getattr(main, "__spec__", None) is None:  # a script, not ``python -m``
+            main.__file__ = path
 
 
 class ChildKeeper:
@@ -177,6 +189,15 @@ class ChildKeeper:
                 return False
             return True
 
+    def signal(self, kill):
+        """Send the process SIGTERM (or SIGKILL if *kill*), if it has one."""
+        proc = self.proc
+        if proc is not None:
+            try:
+                proc.kill() if kill else proc.terminate()
+            except (OSError, AttributeError):  # gone already, or reaped meanwhile
+                pass
+
     def replenish(self):
         """After a call has been answered: retire a process that has served
         ``max_tasks_per_child`` calls, and replace one that is gone."""
@@ -212,6 +233,7 @@ class ChildKeeper:
             # themselves with locks that may be gevent's after patching; this
             # pool never contends for them from two threads at once.
             with _start_lock:
+                _restore_main_path(spec.main_path)
                 proc.start()
         except BaseException as exc:
             os.close(task_w)

@@ -1,0 +1,144 @@
+"""Interpreter exit: what was handed to a pool runs before the interpreter goes.
+
+The standard library's executors run every submitted call before the
+interpreter exits.  offload's workers are raw threads, which the interpreter
+neither waits for nor knows of, so this module does it: a hook registered
+with ``threading._register_atexit`` (what :mod:`concurrent.futures` uses; it
+runs in ``threading._shutdown``, after the main greenlet has finished and
+before non-daemon threads are joined and ``atexit`` handlers run) shuts every
+live pool down without cancelling anything, then waits -- on a real lock,
+never the hub: it neither creates a hub nor switches greenlets, which
+greenlet >= 3.5.1 forbids late in the interpreter's life -- until their
+workers have run what was queued and stopped.
+
+The wait is bounded by ``OFFLOAD_EXIT_TIMEOUT`` (seconds, default
+:data:`DEFAULT_EXIT_TIMEOUT`; ``0`` does not wait, ``inf`` waits as long as
+the calls take).  Past it, calls still queued are cancelled, worker processes
+are stopped (SIGTERM, then SIGKILL), and one :class:`RuntimeWarning` names
+the calls given up on.  Once the hook has begun, every pool refuses new
+calls with :exc:`RuntimeError`, as the standard library's do.
+"""
+
+import os
+import threading
+import warnings
+import weakref
+from collections import Counter
+from time import monotonic
+from typing import Any
+
+from .checks import check_timeout
+
+__all__ = ["DEFAULT_EXIT_TIMEOUT", "add", "exit_timeout", "refusal", "started"]
+
+#: Seconds the interpreter's exit waits for submitted calls by default: as
+#: long as ``docker stop`` waits before it kills a process.
+DEFAULT_EXIT_TIMEOUT = 10.0
+_VARIABLE = "OFFLOAD_EXIT_TIMEOUT"
+
+_pools: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_registered = False
+_started = False
+
+
+def exit_timeout() -> float | None:
+    """Seconds the interpreter's exit waits for calls (None: no limit).
+
+    ``OFFLOAD_EXIT_TIMEOUT`` from the environment if set, else
+    :data:`DEFAULT_EXIT_TIMEOUT`.  Raises ValueError naming the variable for
+    a value that is not a number of seconds >= 0.
+    """
+    value = os.environ.get(_VARIABLE)
+    if value is None or not value.strip():
+        return DEFAULT_EXIT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{_VARIABLE} must be a number of seconds, not {value!r}") from None
+    return check_timeout(seconds, _VARIABLE)
+
+
+def started() -> bool:
+    """Whether the interpreter's exit has begun (pools refuse calls from then on)."""
+    return _started
+
+
+def refusal() -> str:
+    """The message of the RuntimeError a shut-down pool raises for a new call."""
+    if _started:
+        return "cannot schedule new futures after interpreter shutdown"
+    return "cannot schedule new futures after shutdown"
+
+
+def add(pool: Any) -> None:
+    """Have the interpreter's exit wait for *pool* (held weakly).
+
+    The first pool registers the exit hook, and checks
+    ``OFFLOAD_EXIT_TIMEOUT`` so that a bad value fails here, early.  A pool
+    made once the exit has begun is shut down at once.
+    """
+    global _registered
+    if not _registered:
+        exit_timeout()
+        try:
+            threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+        except RuntimeError:  # the interpreter is already shutting down
+            pool._is_shutdown = True
+            return
+        _registered = True
+    if _started:
+        pool._is_shutdown = True
+        return
+    _pools.add(pool)
+
+
+def _at_exit() -> None:
+    global _started
+    _started = True
+    pools = list(_pools)
+    if not pools:
+        return
+    try:
+        timeout = exit_timeout()
+    except ValueError as exc:
+        _warn(f"{exc}; waiting {DEFAULT_EXIT_TIMEOUT} seconds")
+        timeout = DEFAULT_EXIT_TIMEOUT
+    deadline = None if timeout is None else monotonic() + timeout
+    for pool in pools:
+        pool.shutdown(wait=False)  # queued calls stay queued and run
+    late = []
+    for pool in pools:
+        left = None if deadline is None else max(deadline - monotonic(), 0.0)
+        if not pool._wait_stopped(left):
+            late.append(pool)
+    abandoned: list[tuple[str, str, str]] = []
+    for pool in late:
+        abandoned += pool._abandon_at_exit()
+    if abandoned:
+        _warn(_describe(abandoned, timeout))
+
+
+def _describe(abandoned: list[tuple[str, str, str]], timeout: float | None) -> str:
+    """One line per pool: "ThreadPool 'x': 1 running (f), 2 queued (g x2)"."""
+    by_pool: dict[str, dict[str, Counter]] = {}
+    for pool, name, state in abandoned:
+        by_pool.setdefault(pool, {}).setdefault(state, Counter())[name] += 1
+    lines = []
+    for pool, states in by_pool.items():
+        parts = []
+        for state in ("running", "queued"):
+            names = states.get(state)
+            if names:
+                listed = ", ".join(name + (f" x{n}" if n > 1 else "") for name, n in names.items())
+                parts.append(f"{sum(names.values())} {state} ({listed})")
+        lines.append(f"{pool}: " + ", ".join(parts))
+    return (
+        f"the interpreter's exit gave up on {len(abandoned)} offload call(s) after {timeout} "
+        f"seconds ({_VARIABLE}); running ones were left to finish or die with the process "
+        "(threads) or stopped (processes), queued ones never ran: " + "; ".join(lines)
+    )
+
+
+def _warn(message: str) -> None:
+    # Explicit: at exit there is no caller's line to point at.
+    warnings.warn_explicit(message, RuntimeWarning, "offload", 0, module="offload")
