@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, TypeVar
 import gevent
 from gevent._hub_local import get_hub_if_exists
 
-from ._core import native
+from ._core import exiting, native
 from ._core.bridge import current_bridge
 from ._core.calls import FutureCall, HubCall, ThreadCall
 from ._core.checks import (
@@ -30,7 +30,6 @@ from ._core.checks import (
     env_count,
     name_of,
 )
-from ._core import exiting
 from ._core.lifecycle import ForkRegistry
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore

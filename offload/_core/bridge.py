@@ -35,10 +35,9 @@ class Bridge:
     # ready: appended by workers (any thread), drained by the hub; deque's
     # append and popleft are atomic.  gathering: set and cleared by the hub,
     # read by workers (a stale read only sends one wake-up more or later).
-    # pending, watcher, timer, due, late: hub thread only.
-    __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer", "due", "late")
-
-    __slots__ += ("__weakref__",)
+    # pending, watcher, timer, due, late: hub thread only.  __weakref__: the
+    # after-fork hook finds every bridge through a WeakSet.
+    __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer", "due", "late", "__weakref__")
 
     def __init__(self, hub):
         self.hub = hub
