@@ -25,6 +25,7 @@ child in :mod:`offload._process.keeper`.  This module holds the pool itself.
 """
 
 import atexit
+import contextvars
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -210,7 +211,7 @@ class ProcessPool(PoolBase):
         if child.IN_CHILD:
             return fn(*args, **kwargs)
         name = name_of(fn)
-        work = ProcessWork(wire.pack_call(fn, args, kwargs), name)
+        work = ProcessWork(wire.pack_call(fn, args, kwargs, contextvars.copy_context()), name)
         bridge = current_bridge()
         item: HubCall | ThreadCall = (ThreadCall if bridge is None else HubCall)(work, bridge)
         del work  # the message may be large: only the item keeps it
@@ -239,7 +240,8 @@ class ProcessPool(PoolBase):
         if child.IN_CHILD:
             return run_inline(fn, args, kwargs)
         future: Future[_T] = Future()
-        self._put(FutureCall(future, ProcessWork(wire.pack_call(fn, args, kwargs), name_of(fn))))
+        message = wire.pack_call(fn, args, kwargs, contextvars.copy_context())
+        self._put(FutureCall(future, ProcessWork(message, name_of(fn))))
         return future
 
     def map(

@@ -11,6 +11,7 @@ import signal
 import traceback
 
 from .._core.checks import name_of
+from .carry import run_with
 from .wire import HEADER, PROTOCOL, RAISED, UNSENDABLE, VALUE, dumps
 
 IN_CHILD = False  # True in a worker process of any ProcessPool
@@ -57,7 +58,7 @@ def _answer_raised(exc):
 def _answer(data):
     """Run the call in *data* and return the answer to send back."""
     try:
-        fn, args, kwargs = pickle.loads(data)
+        fn, args, kwargs, values = pickle.loads(data)
     except BaseException as exc:
         error = pickle.UnpicklingError(
             f"the worker process cannot load the call: {exc} (is the function importable there? "
@@ -66,7 +67,7 @@ def _answer(data):
         error.__cause__ = exc
         return _answer_raised(error)
     try:
-        value = fn(*args, **kwargs)
+        value = run_with(values, fn, args, kwargs)
     except BaseException as exc:
         return _answer_raised(exc)
     try:

@@ -1,7 +1,7 @@
 """What crosses the pipe between a ProcessPool and its worker processes.
 
 Messages are framed by an 8-byte length; an empty one tells a child to exit.
-A call travels as a pickle of ``(fn, args, kwargs)``, made in the caller so
+A call travels as a pickle of ``(fn, args, kwargs, context values)``, made in the caller so
 that an unpicklable one fails there at once.  An answer is one tag byte --
 a value, an exception (with its type name, message and traceback text, so it
 survives even when the exception itself cannot be unpickled), or a result
@@ -18,6 +18,7 @@ from itertools import islice
 from types import FunctionType
 
 from .._core.checks import name_of
+from .carry import carried
 
 HEADER = struct.Struct("!Q")
 STOP = HEADER.pack(0)
@@ -85,10 +86,12 @@ def dumps(obj):
         return buffer.getvalue()
 
 
-def pack_call(fn, args, kwargs):
-    """The message that asks a child to run ``fn(*args, **kwargs)``."""
+def pack_call(fn, args, kwargs, context=None):
+    """The message that asks a child to run ``fn(*args, **kwargs)``, with what
+    of the caller's *context* can travel (see :mod:`offload._process.carry`)."""
+    values = carried(context) if context is not None else ()
     try:
-        body = dumps((fn, args, kwargs))
+        body = dumps((fn, args, kwargs, values))
     except Exception as exc:
         raise pickle.PicklingError(
             f"cannot send {name_of(fn)} and its arguments to a worker process: {exc} "
