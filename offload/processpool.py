@@ -73,7 +73,7 @@ KILL_WAIT = 2.0
 class ProcessWork(NamedTuple):
     """What a ProcessPool queue item carries to its keeper thread."""
 
-    message: bytes  # the pickled call, framed (see offload._process.wire)
+    message: tuple  # the pickled call, framed: its parts (see offload._process.wire)
     name: str  # the function's name, for error messages
 
 

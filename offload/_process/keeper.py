@@ -21,13 +21,13 @@ from gevent.monkey import get_original
 from .._core import native
 from .._poolbase import Counters, serve
 from . import wire
+from .channel import Answers, socket_pair
 from .child import child_main
 
 _poll = get_original("select", "poll")
 _waitpid = get_original("os", "waitpid")
 _POLLIN = 0x001
 _POLLOUT = 0x004
-_POLL_ERRORS = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL
 
 _start_lock = native.allocate_lock()  # one process start at a time, see ChildKeeper.start_process
 
@@ -119,10 +119,8 @@ class ChildKeeper:
         self.pid: int | None = None
         self.served = 0
         self.tasks_fd: Any = None
-        self.results_fd: Any = None
+        self.answers: Answers | None = None  # the results socket, read by whole answers
         self.sentinel: Any = None
-        self.poller: Any = None
-        self.buffer = bytearray()
         self.stopping = False  # set by _terminate: do not start another process
         self.current = None  # the call whose answer the process owes, under self.lock
         self.lock = native.allocate_lock()
@@ -164,7 +162,7 @@ class ChildKeeper:
             self.reap()
         else:
             return None, WorkerCrashed(f"worker processes die on start; cannot run {name}")
-        answer = self.receive()
+        answer = self.answers.receive()  # type: ignore[union-attr]
         with self.lock:
             self.current = None
         if answer is None:
@@ -176,7 +174,7 @@ class ChildKeeper:
                 pid,
             )
         self.served += 1
-        return wire.decode(answer, name)
+        return wire.decode(*answer, name)
 
     def kill_running(self, item):
         """Kill the process if it is running *item* (and nothing else); True if killed."""
@@ -221,8 +219,8 @@ class ChildKeeper:
 
         spec = self.spec
         task_r, task_w = os.pipe()
-        result_r, result_w = os.pipe()
-        child_ends = (Connection(task_r, writable=False), Connection(result_w, readable=False))
+        results, child_results = socket_pair()
+        child_ends = (Connection(task_r, writable=False), Connection(child_results.detach(), readable=False))
         proc = spec.context.Process(
             target=child_main,
             args=child_ends + (spec.initializer, spec.initargs),
@@ -237,7 +235,7 @@ class ChildKeeper:
                 proc.start()
         except BaseException as exc:
             os.close(task_w)
-            os.close(result_r)
+            results.close()
             failure = RuntimeError(f"cannot start a worker process: {exc!r}")
             failure.__cause__ = exc
             return failure
@@ -248,21 +246,17 @@ class ChildKeeper:
         # multiprocessing's own bookkeeping would poll it with patched ones.
         mp_process._children.discard(proc)  # type: ignore[attr-defined]
         os.set_blocking(task_w, False)
-        os.set_blocking(result_r, False)
         self.proc = proc
         self.pid = proc.pid
-        self.tasks_fd, self.results_fd, self.sentinel = task_w, result_r, proc.sentinel
-        self.poller = _poll()
-        self.poller.register(result_r, _POLLIN)
-        self.poller.register(proc.sentinel, _POLLIN)
-        self.buffer = bytearray()
+        self.tasks_fd, self.sentinel = task_w, proc.sentinel
+        self.answers = Answers(results, proc.sentinel)
         self.served = 0
-        ready = self.receive()
+        ready = self.answers.receive()
         if ready is None:
             exitcode, pid = self.reap()
             message = f"a new worker process (pid {pid}) died with {_describe(exitcode)}"
             return WorkerCrashed(message, exitcode, pid)
-        _, error = wire.decode(ready, "the initializer")
+        _, error = wire.decode(*ready, "the initializer")
         if error is not None:
             self.stop_process()
             failure = RuntimeError(f"the initializer of {spec.name} failed in a worker process: {error!r}")
@@ -271,48 +265,25 @@ class ChildKeeper:
         return None
 
     def alive(self):
-        return not any(fired == self.sentinel for fired, _ in self.poller.poll(0))
+        return self.answers._alive()  # type: ignore[union-attr]
 
-    def send(self, data):
-        """Write a whole message; False if the process died first."""
-        view = memoryview(data)
+    def send(self, parts):
+        """Write a whole message, its parts in order; False if the process died first."""
         fd = self.tasks_fd
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                waiter = _poll()
-                waiter.register(fd, _POLLOUT)
-                waiter.register(self.sentinel, _POLLIN)
-                if any(fired == self.sentinel for fired, _ in waiter.poll()):
-                    return False
-            except OSError:  # BrokenPipeError: nobody reads any more
-                return False
-        return True
-
-    def receive(self):
-        """The next whole message from the process, or None if it died first."""
-        buffer = self.buffer
-        fd = self.results_fd
-        while True:
-            message = wire.take_message(buffer)
-            if message is not None:
-                return message
-            dead = False
-            for fired, events in self.poller.poll():
-                if fired == self.sentinel or events & _POLL_ERRORS:
-                    dead = True
-            while True:
+        for part in parts:
+            view = memoryview(part)
+            while view:
                 try:
-                    chunk = os.read(fd, 1 << 20)
+                    view = view[os.write(fd, view) :]
                 except BlockingIOError:
-                    break
-                if not chunk:
-                    dead = True
-                    break
-                buffer += chunk
-            if dead:
-                return wire.take_message(buffer)
+                    waiter = _poll()
+                    waiter.register(fd, _POLLOUT)
+                    waiter.register(self.sentinel, _POLLIN)
+                    if any(fired == self.sentinel for fired, _ in waiter.poll()):
+                        return False
+                except OSError:  # BrokenPipeError: nobody reads any more
+                    return False
+        return True
 
     def reap(self):
         """Forget the (dead or dying) process; (exit code or None, pid)."""
@@ -321,9 +292,8 @@ class ChildKeeper:
             return None, pid
         self.proc = None
         os.close(self.tasks_fd)
-        os.close(self.results_fd)
-        self.tasks_fd = self.results_fd = None
-        self.poller = None
+        self.answers.close()  # type: ignore[union-attr]
+        self.tasks_fd = self.answers = None
         exitcode = None
         popen = proc._popen
         try:
@@ -347,17 +317,18 @@ class ChildKeeper:
         """In a forked child: close the copies of the parent's pipe ends and
         sentinel (the process is the parent's), so that they do not outlive
         the parent's."""
-        for fd in (self.tasks_fd, self.results_fd):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        if self.tasks_fd is not None:
+            try:
+                os.close(self.tasks_fd)
+            except OSError:
+                pass
+        if self.answers is not None:
+            self.answers.close()
         if self.proc is not None:
             # The sentinel through multiprocessing's own finalizer, which
             # would otherwise close that fd number again when collected.
             self.proc._popen.close()
-        self.proc = self.tasks_fd = self.results_fd = self.sentinel = None
+        self.proc = self.tasks_fd = self.answers = self.sentinel = None
 
     def stop_process(self, grace=5.0):
         """Ask the process to exit; terminate, then kill it if it does not."""
