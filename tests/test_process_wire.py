@@ -6,9 +6,9 @@ is read straight into the object handed back (offload/_process/channel.py).
 
 import pickle
 
+import modes
 import pytest
 
-import modes
 import offload
 
 
