@@ -234,11 +234,13 @@ class ThreadPool(PoolBase):
         # does: a pool dropped without shutdown() is collected, and this
         # callback stops the worker.
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
+        exiting.worker_started(counters, queue)  # before it runs: the exit may come first
         try:
             native.start_new_thread(
                 _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace)
             )
         except BaseException:
+            exiting.worker_stopped(counters)
             with self._lock:
                 self._workers.remove(counters)
             raise
@@ -307,6 +309,7 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
     try:
         serve(queue, idle, max_idle, counters, _execute, after_each, slots)
     finally:
+        exiting.worker_stopped(counters)
         pool = pool_ref()
         if pool is not None:
             pool._retire(counters)

@@ -56,6 +56,7 @@ for i in range(20):
 offload.submit(append_line, path, "default", 0.3)        # the default pool, running at exit
 gevent.spawn(offload.call, append_line, path, "greenlet", 0.2)  # fire and forget
 gevent.sleep(0)  # let the greenlet hand its call over
+offload.ThreadPool(1).submit(append_line, path, "collected", 0.1)  # the pool is dropped at once
 processes = offload.ProcessPool(1)
 for i in range(3):
     processes.submit(append_line, path, f"p{{i}}", 0.1)
@@ -68,7 +69,8 @@ def test_exit_runs_every_submitted_call(mode, tmp_path):
     path = str(tmp_path / "lines")
     out, err = modes.run_full(mode, RUNS_ALL.format(path=path), timeout=60)
     assert modes.lines(out)["submitted"] == "23"
-    expected = {f"t{i}" for i in range(20)} | {f"p{i}" for i in range(3)} | {"default", "greenlet"}
+    expected = {f"t{i}" for i in range(20)} | {f"p{i}" for i in range(3)}
+    expected |= {"default", "greenlet", "collected"}
     got = _read_lines(path)
     assert sorted(got) == sorted(expected)  # each ran, and ran once
     assert "gave up" not in err, err
@@ -112,6 +114,30 @@ def test_exit_gives_up_after_the_limit_with_one_warning(mode, tmp_path):
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, f"worker {pid} outlived the program"
         time.sleep(0.05)
+
+
+FORK_THEN_EXIT = r"""
+import os, sys, time, offload
+from offload._core import native
+pool = offload.ThreadPool(4)
+pool.call(native.sleep, 0.01)           # workers alive in the parent at the fork
+pid = os.fork()
+if pid == 0:
+    print("child_ended=", time.monotonic(), flush=True)
+    sys.exit(0)                         # a normal exit: the exit hook runs in the child
+_, status = os.waitpid(pid, 0)
+print("child_reaped=", time.monotonic(), os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.parametrize("mode", ["none", "all"])
+def test_a_forked_child_exits_without_waiting_for_the_parents_workers(mode):
+    out, err = modes.run_full(mode, FORK_THEN_EXIT, timeout=60)
+    got = modes.lines(out)
+    reaped, code = got["child_reaped"].split()
+    assert code == "0"
+    assert float(reaped) - float(got["child_ended"]) < 5  # not the 10 s limit
+    assert "gave up" not in err, err
 
 
 IDLE = r"""

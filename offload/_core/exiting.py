@@ -27,9 +27,19 @@ from collections import Counter
 from time import monotonic
 from typing import Any
 
+from . import native
 from .checks import check_timeout
+from .waiters import locked
 
-__all__ = ["DEFAULT_EXIT_TIMEOUT", "add", "exit_timeout", "refusal", "started"]
+__all__ = [
+    "DEFAULT_EXIT_TIMEOUT",
+    "add",
+    "exit_timeout",
+    "refusal",
+    "started",
+    "worker_started",
+    "worker_stopped",
+]
 
 #: Seconds the interpreter's exit waits for submitted calls by default: as
 #: long as ``docker stop`` waits before it kills a process.
@@ -39,6 +49,29 @@ _VARIABLE = "OFFLOAD_EXIT_TIMEOUT"
 _pools: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _registered = False
 _started = False
+
+# Every live ThreadPool worker thread: id(counters) -> (counters, queue).  A
+# pool dropped without shutdown() is collected while its workers still run
+# what it had queued (they hold it weakly); the exit finds those here.
+_workers: dict[int, tuple[Any, Any]] = {}
+_workers_lock = native.allocate_lock()
+_workers_gone: Any = None  # at exit: released when the last stray worker stops
+_strays: set[int] = set()
+
+
+def worker_started(counters: Any, queue: Any) -> None:
+    """A ThreadPool worker thread began serving *queue*."""
+    with _workers_lock:
+        _workers[id(counters)] = (counters, queue)
+
+
+def worker_stopped(counters: Any) -> None:
+    """That worker thread stops."""
+    with _workers_lock:
+        _workers.pop(id(counters), None)
+        _strays.discard(id(counters))
+        if _workers_gone is not None and not _strays:
+            _workers_gone.release()
 
 
 def exit_timeout() -> float | None:
@@ -96,7 +129,7 @@ def _at_exit() -> None:
     global _started
     _started = True
     pools = list(_pools)
-    if not pools:
+    if not pools and not _workers:
         return
     try:
         timeout = exit_timeout()
@@ -108,14 +141,55 @@ def _at_exit() -> None:
         pool.shutdown(wait=False)  # queued calls stay queued and run
     late = []
     for pool in pools:
-        left = None if deadline is None else max(deadline - monotonic(), 0.0)
-        if not pool._wait_stopped(left):
+        if not pool._wait_stopped(_left(deadline)):
             late.append(pool)
     abandoned: list[tuple[str, str, str]] = []
     for pool in late:
         abandoned += pool._abandon_at_exit()
+    abandoned += _wait_for_strays({id(pool._queue) for pool in pools}, deadline)
     if abandoned:
         _warn(_describe(abandoned, timeout))
+
+
+def _left(deadline):
+    return None if deadline is None else max(deadline - monotonic(), 0.0)
+
+
+def _wait_for_strays(queues: set[int], deadline: float | None) -> list[tuple[str, str, str]]:
+    """Wait for the workers of collected pools (whose queues are not in
+    *queues*) to finish what was queued; name what they did not finish."""
+    global _workers_gone
+    with _workers_lock:
+        strays = {key: entry for key, entry in _workers.items() if id(entry[1]) not in queues}
+        if not strays:
+            return []
+        _strays.update(strays)
+        _workers_gone = gone = locked()
+    left = _left(deadline)
+    if gone.acquire(*((True, min(left, native.TIMEOUT_MAX)) if left is not None else ())):
+        return []
+    label = "a ThreadPool collected without shutdown()"
+    abandoned = []
+    seen_queues = set()
+    for counters, queue in strays.values():
+        item = counters.current
+        work = item.work if item is not None else None
+        if work is not None:
+            abandoned.append((label, work.name, "running"))
+        if id(queue) in seen_queues:
+            continue
+        seen_queues.add(id(queue))
+        while True:
+            try:
+                item = queue.get_nowait()
+            except native.Empty:
+                break
+            if item is None:
+                continue
+            name = item.work.name if item.work is not None else "a call"
+            if item.cancel():
+                abandoned.append((label, name, "queued"))
+    return abandoned
 
 
 def _describe(abandoned: list[tuple[str, str, str]], timeout: float | None) -> str:
@@ -142,3 +216,14 @@ def _describe(abandoned: list[tuple[str, str, str]], timeout: float | None) -> s
 def _warn(message: str) -> None:
     # Explicit: at exit there is no caller's line to point at.
     warnings.warn_explicit(message, RuntimeWarning, "offload", 0, module="offload")
+
+
+def _after_fork_in_child() -> None:
+    # The parent's worker threads do not exist here; the exit must not wait for them.
+    global _workers_lock
+    _workers_lock = native.allocate_lock()
+    _workers.clear()
+    _strays.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -174,7 +174,8 @@ class ChildKeeper:
                 pid,
             )
         self.served += 1
-        return wire.decode(*answer, name)
+        head, buffers = answer
+        return wire.decode(head, buffers, name)
 
     def kill_running(self, item):
         """Kill the process if it is running *item* (and nothing else); True if killed."""
@@ -256,7 +257,7 @@ class ChildKeeper:
             exitcode, pid = self.reap()
             message = f"a new worker process (pid {pid}) died with {_describe(exitcode)}"
             return WorkerCrashed(message, exitcode, pid)
-        _, error = wire.decode(*ready, "the initializer")
+        _, error = wire.decode(ready[0], ready[1], "the initializer")
         if error is not None:
             self.stop_process()
             failure = RuntimeError(f"the initializer of {spec.name} failed in a worker process: {error!r}")
