@@ -205,7 +205,33 @@ def _median(values):
 
 def main():
     import shutil
+    from contextlib import ExitStack
 
+    from delayline import DelayLine, rtt_from_env
+
+    global DSN
+    distance = ExitStack()
+    rtt = rtt_from_env()
+    if rtt is not None:
+        params = dict(item.split("=", 1) for item in DSN.split())
+        host, port = distance.enter_context(
+            DelayLine((params.get("host", "127.0.0.1"), int(params.get("port", 5432))), rtt)
+        )
+        params.update(host=host, port=str(port))
+        DSN = " ".join(f"{k}={v}" for k, v in params.items())
+        os.environ["OFFLOAD_TEST_POSTGRES_DSN"] = DSN  # the server subprocesses read it
+    with distance:
+        _main(shutil)
+
+
+def _distance():
+    from delayline import rtt_from_env
+
+    rtt = rtt_from_env()
+    return f", the server {rtt * 1e3:g} ms away (bench/delayline.py)" if rtt is not None else ""
+
+
+def _main(shutil):
     direct_us, offload_us = per_query()
     servers = {v: start_server(v) for v in VARIANTS}
     results = {(s, v): [] for s, _ in SCENARIOS for v in VARIANTS}
@@ -229,7 +255,7 @@ def main():
         return _median([r[i] for r in results[scenario, variant]])
 
     lines = [
-        "## offload.dbapi: a gevent WSGI app on PostgreSQL",
+        "## offload.dbapi: a gevent WSGI app on PostgreSQL" + _distance(),
         "",
         f"`examples/psycopg2_app.py` served by gevent.pywsgi, {CONNECTIONS} PostgreSQL connections per "
         f"variant, {CONCURRENCY} keep-alive clients from a gevent load generator"

@@ -170,8 +170,19 @@ def verdict(ok):
 
 
 def main():
+    from contextlib import ExitStack
+    from urllib.parse import urlsplit
+
+    from delayline import DelayLine, rtt_from_env
+
     uri, server = start_server()
+    rtt = rtt_from_env()
+    distance = ExitStack()
     try:
+        if rtt is not None:
+            parts = urlsplit(uri)
+            host, port = distance.enter_context(DelayLine((parts.hostname, parts.port), rtt))
+            uri = f"mongodb://{host}:{port}/?directConnection=true"
         load(uri)
         # Round-robin, the order rotating each round, so that a server that
         # drifts over the run does not favour whichever variant runs first.
@@ -186,6 +197,7 @@ def main():
                     else:
                         results[v][scenario].extend(runs)
     finally:
+        distance.close()
         if server is not None:
             server.stop()
 
@@ -213,7 +225,8 @@ def main():
     }
     server_name = "nx-27017 (in memory)" if server is not None else "the server at OFFLOAD_BENCH_MONGODB_URI"
 
-    print("## offload.mongo: cursor iteration and find_one\n")
+    away = f", the server {rtt * 1e3:g} ms away (bench/delayline.py)" if rtt is not None else ""
+    print(f"## offload.mongo: cursor iteration and find_one{away}\n")
     print(
         f"Against {server_name} on the same machine, each variant in its own interpreter, "
         f"{ROUNDS} rounds (each run after a warm-up of the same work; variants interleaved, the "

@@ -11,16 +11,21 @@ same, and lives here.
 import abc
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from logging import DEBUG
 from time import monotonic
-from typing import Any
+from typing import Any, TypeVar
 
-from ._core import native
-from ._core.calls import QueueItem
+from ._core import native, observe
+from ._core.calls import FutureCall, QueueItem
+from ._core.checks import check_callable, check_count, check_timeout
+from ._core.observe import BOUNDS, logger
 from ._core.pace import Pace
 from ._core.waiters import locked
 from .future import Future
+
+_T = TypeVar("_T")
 
 #: How a pool runs one call it took off the queue: (value, error), never raises.
 Execute = Callable[[QueueItem], "tuple[Any, BaseException | None]"]
@@ -54,16 +59,23 @@ class Counters:
     """
 
     _TOTALS = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
-    __slots__ = _TOTALS + ("since", "current")
+    __slots__ = _TOTALS + ("since", "current", "pool", "wait_buckets", "run_buckets")
 
-    def __init__(self) -> None:
+    def __init__(self, pool: str = "") -> None:
+        self.pool = pool  # the pool's name, for log records and metrics
         self.taken = self.completed = self.failed = self.cancelled = self.active = 0
         self.wait_time = self.run_time = self.since = 0.0
         self.current: Any = None
+        # Counts per bucket of observe.BOUNDS, the last for longer ones.
+        self.wait_buckets = [0] * (len(BOUNDS) + 1)
+        self.run_buckets = [0] * (len(BOUNDS) + 1)
 
     def add(self, other: "Counters") -> None:
         for name in self._TOTALS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.wait_buckets, other.wait_buckets), (self.run_buckets, other.run_buckets)):
+            for i, count in enumerate(theirs):
+                mine[i] += count
 
 
 def serve(
@@ -71,11 +83,14 @@ def serve(
     idle: deque,
     max_idle: int,
     counters: Counters,
-    execute: Execute,
+    execute: Execute | None = None,
     after_each: AfterEach | None = None,
     slots: Any = None,
 ) -> None:
-    """The loop of one worker: take a call, run it with *execute*, wake its caller.
+    """The loop of one worker: take a call, run it, wake its caller.
+
+    *execute* runs the call and returns (value, error); None runs a
+    ThreadPool's call (fn, args, kwargs, context) in this thread.
 
     Returns at a stop marker (None) on *queue*.  Every call taken is counted
     in *counters*: cancelled if its caller gave up before a worker claimed
@@ -102,9 +117,20 @@ def serve(
             continue
         started = counters.since = monotonic()
         counters.active = 1
-        counters.wait_time += started - item.queued_at
+        wait = started - item.queued_at
+        counters.wait_time += wait
         work = item.work
-        value, error = execute(item)
+        if execute is None:
+            # A thread pool's call runs here, in its caller's context (inline:
+            # a frame less per call than an execute function).
+            fn, args, kwargs, context = work
+            try:
+                value, error = context.run(fn, *args, **kwargs), None
+            except BaseException as exc:
+                # Drop this frame: the traceback starts at the user's code.
+                value, error = None, exc.with_traceback(exc.__traceback__.tb_next)  # type: ignore[union-attr]
+        else:
+            value, error = execute(item)
         ended = monotonic()
         run = ended - started
         counters.run_time += run
@@ -117,9 +143,13 @@ def serve(
         counters.current = None  # after finish: a fork in between finds it done, not lost
         if after_each is not None:
             after_each(work, item, run, ended)
+        if observe.watched:
+            observe.record(counters, wait, run)
+        if run > observe.slow_call and logger.isEnabledFor(DEBUG):
+            observe.log_slow(counters.pool, work, run)
         # Drop the references before blocking on the queue again: the
         # value, error and arguments must not live until the next call.
-        item = work = value = error = None
+        item = work = value = error = fn = args = kwargs = context = None
         if len(idle) < max_idle:
             idle.append(None)
 
@@ -162,6 +192,62 @@ class PoolBase(futures.Executor):
         self._retired = Counters()
         self._submitted = 0
         self._stopped = Future()
+
+    @abc.abstractmethod
+    def _in_own_worker(self) -> bool:
+        """Whether the caller is one of this pool's workers (its calls run inline)."""
+
+    @abc.abstractmethod
+    def _pack(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """The work a queue item carries to a worker for ``fn(*args, **kwargs)``."""
+
+    @abc.abstractmethod
+    def _put(self, item: Any) -> bool:
+        """Queue *item*; True if it must wait for a busy worker."""
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
+
+        Waiting on the future's ``result()`` parks only the calling greenlet
+        (in a plain thread, it blocks the thread).  From one of the pool's
+        own workers the call runs at once, inline, and the future comes back
+        done.
+        """
+        check_callable(fn)
+        if self._in_own_worker():
+            return run_inline(fn, args, kwargs)
+        future: Future[_T] = Future()
+        self._put(FutureCall(future, self._pack(fn, args, kwargs)))
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[_T]:
+        """Like :func:`map`, with each call made in the pool; results in order.
+
+        Every call is submitted before this returns (and, for processes,
+        pickled); each result is awaited cooperatively, and leaving the
+        iterator early cancels the calls that have not started.
+
+        :param timeout: seconds from this call until the iterator raises
+            :exc:`TimeoutError` for a result not yet ready.
+        :param chunksize: for a :class:`~offload.ProcessPool`, how many calls
+            travel to a process together: large chunks save round trips for
+            many small calls, and an exception fails its whole chunk.  A
+            :class:`~offload.ThreadPool` accepts and ignores it, as
+            :class:`concurrent.futures.ThreadPoolExecutor` does.
+        """
+        check_callable(fn)
+        timeout = check_timeout(timeout)
+        check_count("chunksize", chunksize, 1)
+        return self._map(fn, iterables, timeout, chunksize)
+
+    def _map(self, fn, iterables, timeout, chunksize):
+        return super().map(fn, *iterables, timeout=timeout)
 
     @property
     def max_workers(self) -> int:
@@ -320,6 +406,20 @@ class PoolBase(futures.Executor):
             "mean_wait": total.wait_time / ran if ran else 0.0,
             "mean_run": total.run_time / ran if ran else 0.0,
         }
+
+    def histograms(self) -> dict[str, Any]:
+        """How long calls waited and ran, as bucket counts.
+
+        ``bounds`` are the buckets' upper bounds in seconds;
+        ``wait``/``run`` hold one count per bucket plus a last one for
+        longer calls (not cumulative).  What :mod:`offload.metrics` exports.
+        """
+        with self._lock:
+            total = Counters()
+            total.add(self._retired)
+            for counters in self._live_counters()[0]:
+                total.add(counters)
+        return {"bounds": BOUNDS, "wait": total.wait_buckets, "run": total.run_buckets}
 
     def __repr__(self):
         return (

@@ -28,29 +28,19 @@ import atexit
 import contextvars
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from functools import partial
 from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
-from ._core import exiting, native
+from ._core import checks, exiting, native
 from ._core.bridge import current_bridge
-from ._core.calls import FutureCall, HubCall, ThreadCall
-from ._core.checks import (
-    check_bool,
-    check_callable,
-    check_count,
-    check_name,
-    check_timeout,
-    env_count,
-    name_of,
-)
+from ._core.calls import HubCall, ThreadCall
 from ._core.lifecycle import ForkRegistry, LazyDefault
-from ._poolbase import PoolBase, run_inline
+from ._poolbase import PoolBase
 from ._process import child, wire
 from ._process.keeper import ChildKeeper, ChildSpec, WorkerCrashed
 from ._process.wire import RemoteTraceback
-from .future import Future
 
 _T = TypeVar("_T")
 
@@ -87,7 +77,7 @@ def default_process_count() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
-    return env_count("OFFLOAD_PROCESSES", cpus)
+    return checks.env_count("OFFLOAD_PROCESSES", cpus)
 
 
 # -- the pool ---------------------------------------------------------------
@@ -138,7 +128,8 @@ class ProcessPool(PoolBase):
     :param name: a label for :func:`repr`, :meth:`stats` and process names.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
-    the calling greenlet; in a plain thread it blocks that thread.  Processes
+    the calling greenlet; in a plain thread it blocks that thread.  Calls are
+    pickled in the caller, so pickling errors raise at once.  Processes
     start on demand and live until :meth:`shutdown`, or the end of the
     interpreter, which terminates them.  Inside a worker process, calls to
     any ProcessPool run inline: a worker never starts processes of its own.
@@ -157,11 +148,11 @@ class ProcessPool(PoolBase):
     ):
         if max_workers is None:
             max_workers = default_process_count()
-        check_count("max_workers", max_workers, 1)
+        checks.check_count("max_workers", max_workers, 1)
         if max_tasks_per_child is not None:
-            check_count("max_tasks_per_child", max_tasks_per_child, 1)
+            checks.check_count("max_tasks_per_child", max_tasks_per_child, 1)
         if initializer is not None:
-            check_callable(initializer, "initializer")
+            checks.check_callable(initializer, "initializer")
             if not isinstance(initargs, tuple):
                 raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
             try:
@@ -170,8 +161,8 @@ class ProcessPool(PoolBase):
                 raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
         elif initargs != ():
             raise ValueError("initargs must be empty without an initializer: pass initializer= too")
-        check_bool("kill_on_timeout", kill_on_timeout)
-        check_name("name", name)
+        checks.check_bool("kill_on_timeout", kill_on_timeout)
+        checks.check_name("name", name)
         self._kill_on_timeout = kill_on_timeout
         self.name = name or f"ProcessPool-{id(self):x}"
         self._spec = ChildSpec(
@@ -207,13 +198,13 @@ class ProcessPool(PoolBase):
         return self._call(fn, args, kwargs, None)
 
     def _call(self, fn, args, kwargs, timeout):
-        check_callable(fn)
+        checks.check_callable(fn)
         if child.IN_CHILD:
             return fn(*args, **kwargs)
-        name = name_of(fn)
-        work = ProcessWork(wire.pack_call(fn, args, kwargs, contextvars.copy_context()), name)
+        work = self._pack(fn, args, kwargs)
         bridge = current_bridge()
         item: HubCall | ThreadCall = (ThreadCall if bridge is None else HubCall)(work, bridge)
+        name = work.name
         del work  # the message may be large: only the item keeps it
         if self._put(item) and bridge is not None:
             bridge.gather()
@@ -231,44 +222,18 @@ class ProcessPool(PoolBase):
                 return "finish (its worker process was killed)"
         return "finish"
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        """Schedule ``fn(*args, **kwargs)`` in a process; return a :class:`~offload.Future`.
+    def _in_own_worker(self):
+        return child.IN_CHILD
 
-        Pickling errors raise here, at once, as in :meth:`call`.
-        """
-        check_callable(fn)
-        if child.IN_CHILD:
-            return run_inline(fn, args, kwargs)
-        future: Future[_T] = Future()
-        message = wire.pack_call(fn, args, kwargs, contextvars.copy_context())
-        self._put(FutureCall(future, ProcessWork(message, name_of(fn))))
-        return future
+    def _pack(self, fn, args, kwargs):
+        # Pickled here, in the caller, so that an unpicklable call raises at once.
+        return ProcessWork(wire.pack_call(fn, args, kwargs, contextvars.copy_context()), checks.name_of(fn))
 
-    def map(
-        self,
-        fn: Callable[..., Any],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[Any]:
-        """Like :func:`map`, with calls run in the processes, results in order.
-
-        :param chunksize: how many calls travel to a process together.  Large
-            chunks save round trips for many small calls; an exception fails
-            its whole chunk.
-        :param timeout: seconds from this call until the iterator raises
-            :exc:`TimeoutError` for a result not yet ready.
-
-        Every call is submitted (and pickled) before this returns; leaving the
-        iterator early cancels the calls that have not started.
-        """
-        check_callable(fn)
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
+    def _map(self, fn, iterables, timeout, chunksize):
         if chunksize == 1:
-            return super().map(fn, *iterables, timeout=timeout)
+            return super()._map(fn, iterables, timeout, chunksize)
         chunks = wire.chunks(iterables, chunksize)
-        results = super().map(partial(child.run_chunk, fn), chunks, timeout=timeout)
+        results = super()._map(partial(child.run_chunk, fn), (chunks,), timeout, 1)
         return chain.from_iterable(results)
 
     def _put(self, item):

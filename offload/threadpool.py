@@ -11,8 +11,9 @@ raw threads that never keep the interpreter from exiting.
 import contextvars
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from contextvars import Context
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import gevent
@@ -20,21 +21,20 @@ from gevent._hub_local import get_hub_if_exists
 
 from ._core import exiting, native
 from ._core.bridge import current_bridge
-from ._core.calls import FutureCall, HubCall, ThreadCall
+from ._core.calls import HubCall, ThreadCall
 from ._core.checks import (
     check_bool,
     check_callable,
     check_count,
     check_name,
-    check_timeout,
     env_count,
     name_of,
 )
 from ._core.lifecycle import ForkRegistry
+from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
-from ._poolbase import Counters, PoolBase, run_inline, serve
-from .future import Future
+from ._poolbase import Counters, PoolBase, serve
 
 __all__ = ["ThreadPool", "default_size", "in_worker_thread"]
 
@@ -60,6 +60,10 @@ class ThreadWork(NamedTuple):
     def name(self) -> str:
         """The function's name, for messages about the call."""
         return name_of(self.fn)
+
+
+# NamedTuple's own __new__ is a Python function: a frame on every call.
+_new_work = partial(tuple.__new__, ThreadWork)
 
 
 class _WorkerLocal(native.local):
@@ -108,9 +112,11 @@ class ThreadPool(PoolBase):
         it, a call that finds no idle thread starts one, up to *max_workers*.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
-    the calling greenlet; in a plain thread it blocks that thread.  A call
-    made from one of this pool's own workers runs inline, so a pool of one
-    thread cannot deadlock on itself.
+    the calling greenlet; in a plain thread it blocks that thread.  With
+    ``max_queue`` set and the queue full, :meth:`submit` itself waits
+    (cooperatively in a greenlet) until a worker takes a call.  A call made
+    from one of this pool's own workers runs inline, so a pool of one thread
+    cannot deadlock on itself.
     """
 
     def __init__(
@@ -161,45 +167,18 @@ class ThreadPool(PoolBase):
         if _tls.queue is self._queue:
             return fn(*args, **kwargs)
         bridge = current_bridge()
-        work = ThreadWork(fn, args, kwargs, contextvars.copy_context())
+        work = _new_work((fn, args, kwargs, contextvars.copy_context()))
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
         if self._put(item) and bridge is not None:
             bridge.gather()
         # The name only matters for a timeout's message: skip the lookup otherwise.
         return item.settle(timeout, name_of(fn) if timeout is not None else None)
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~offload.Future`.
+    def _in_own_worker(self):
+        return _tls.queue is self._queue
 
-        Waiting on the future's ``result()`` parks only the calling greenlet.
-        With ``max_queue`` set and the queue full, ``submit`` itself waits
-        (cooperatively in a greenlet) until a worker takes a call.
-        """
-        check_callable(fn)
-        if _tls.queue is self._queue:
-            return run_inline(fn, args, kwargs)
-        future: Future[_T] = Future()
-        self._put(FutureCall(future, ThreadWork(fn, args, kwargs, contextvars.copy_context())))
-        return future
-
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[_T]:
-        """Like :func:`map`, with each call made in the pool.
-
-        Every call is submitted at once; results are yielded in order, each
-        awaited cooperatively.  *timeout* (seconds, counted from this call)
-        raises :exc:`TimeoutError` when a result is not ready in time;
-        *chunksize* is accepted for compatibility and ignored, as by
-        :class:`concurrent.futures.ThreadPoolExecutor`.
-        """
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+    def _pack(self, fn, args, kwargs):
+        return _new_work((fn, args, kwargs, contextvars.copy_context()))
 
     def _put(self, item):
         if self._is_shutdown:
@@ -227,8 +206,9 @@ class ThreadPool(PoolBase):
         with self._lock:
             if len(self._workers) >= self._max_workers or self._is_shutdown:
                 return
-            counters = Counters()
+            counters = Counters(self.name)
             self._workers.append(counters)
+            started = len(self._workers)
         queue = self._queue
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
@@ -244,6 +224,7 @@ class ThreadPool(PoolBase):
             with self._lock:
                 self._workers.remove(counters)
             raise
+        logger.debug("%s: started thread %d of %d", self.name, started, self._max_workers)
 
     def _retire(self, counters):
         with self._lock:
@@ -307,22 +288,12 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
                 _unmonitor()
 
     try:
-        serve(queue, idle, max_idle, counters, _execute, after_each, slots)
+        serve(queue, idle, max_idle, counters, None, after_each, slots)
     finally:
         exiting.worker_stopped(counters)
         pool = pool_ref()
         if pool is not None:
             pool._retire(counters)
-
-
-def _execute(item):
-    """Run one call here, in its caller's context: (value, error)."""
-    fn, args, kwargs, context = item.work
-    try:
-        return context.run(fn, *args, **kwargs), None
-    except BaseException as exc:
-        # Drop this frame: the traceback starts at the user's code.
-        return None, exc.with_traceback(exc.__traceback__.tb_next)  # type: ignore[union-attr]
 
 
 def _unmonitor():

@@ -39,18 +39,18 @@ class Bridge:
     # after-fork hook finds every bridge through a WeakSet.
     __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer", "due", "late", "__weakref__")
 
-    def __init__(self, hub):
+    def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.ready: deque[Any] = deque()
         self.pending = 0  # greenlets of this hub parked on a waiter
         self.watcher: Any = None
         self._plug()
         self.gathering = False
-        self.timer = None
+        self.timer: Any = None  # the gathering timer: a new one per window
         self.due = 0.0  # when the gathering timer should fire
         self.late = 0.0  # how late it fired, smoothed (seconds)
 
-    def gather(self):
+    def gather(self) -> None:
         """Hold back wake-ups for up to ``GATHER_FOR`` seconds (hub thread only).
 
         For a pool whose workers are all busy: its callers are woken in one
@@ -66,7 +66,7 @@ class Bridge:
             self.due = monotonic() + GATHER_FOR
             self.timer.start(self._flush, update=True)
 
-    def _flush(self):
+    def _flush(self) -> None:
         # Gathering off first: a worker that still saw it on has appended
         # already.  The drain runs from the watcher, not here, so that the
         # greenlets it wakes, which call gather() again, never close this
@@ -76,7 +76,7 @@ class Bridge:
         if self.ready:
             self.watcher.send()
 
-    def release(self):
+    def release(self) -> None:
         self.pending -= 1
         if not self.pending:
             self.watcher.ref = False
@@ -113,13 +113,13 @@ class Bridge:
         if self.ready:
             self.watcher.send()
 
-    def close(self):
+    def close(self) -> None:
         self.ready.clear()
         self.watcher.close()
         if self.timer is not None:
             self.timer.close()
 
-    def _drain(self):
+    def _drain(self) -> None:
         ready = self.ready
         try:
             while ready:
@@ -154,21 +154,21 @@ _UNPLUGGED = _Unplugged()
 _bridges: "weakref.WeakSet[Bridge]" = weakref.WeakSet()  # every hub's, any thread's
 
 
-def current_bridge():
+def current_bridge() -> "Bridge | None":
     """The bridge of the calling greenlet's hub, or None where a greenlet
     cannot park: in a thread with no hub, or in the hub greenlet itself."""
     hub = get_hub_if_exists()
     if hub is None or getcurrent() is hub:
         return None
     try:
-        return hub._offload_bridge
+        return hub._offload_bridge  # type: ignore[no-any-return]
     except AttributeError:
         bridge = hub._offload_bridge = Bridge(hub)
         _bridges.add(bridge)
         return bridge
 
 
-def _after_fork_in_child():
+def _after_fork_in_child() -> None:
     """Unplug every bridge; the forking thread's is plugged in again by its hub.
 
     Runs before the pools' own after-fork code (registered later), which

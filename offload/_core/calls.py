@@ -14,9 +14,11 @@ while it was still queued never runs.
 """
 
 from concurrent import futures
+from logging import DEBUG
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .observe import logger
 from .waiters import HUB_SLOTS, THREAD_SLOTS, HubWaiting, ThreadWaiting
 
 
@@ -118,8 +120,9 @@ class Call:
         give_up = give_up or Call.give_up
         try:
             self.wait(timeout)
-        except BaseException:
-            give_up(self)
+        except BaseException as exc:
+            if give_up(self) == "start" and logger.isEnabledFor(DEBUG):
+                logger.debug("a queued call was cancelled: its caller got %s", type(exc).__name__)
             raise
         if not self.done:
             raise TimeoutError(f"{name} did not {give_up(self)} within {timeout} seconds")

@@ -3,7 +3,7 @@ fresh start in the child after ``os.fork()``."""
 
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, Protocol, TypeVar
 
 from . import native
@@ -63,7 +63,7 @@ class ForkRegistry:
     def add(self, obj: _ForksAware) -> None:
         self._objects.add(obj)
 
-    def __iter__(self):
+    def __iter__(self) -> "Iterator[_ForksAware]":
         return iter(list(self._objects))
 
     def _after_fork_in_child(self) -> None:

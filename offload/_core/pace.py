@@ -26,7 +26,9 @@ as threads are added.  The pace is the client-side cousin of TCP Vegas:
   so long calls never leave short ones with no thread to run on.
 """
 
+from collections.abc import Sequence
 from time import monotonic
+from typing import Any
 
 #: A call running longer than this (seconds) leaves its thread out of the floor.
 STUCK = 0.05
@@ -53,14 +55,14 @@ class _Runs:
 
     __slots__ = ("window_start", "fastest", "fastest_before", "smoothed")
 
-    def __init__(self, now, run):
+    def __init__(self, now: float, run: float) -> None:
         self.window_start = now
         self.fastest = run  # in the window that began at window_start
         self.fastest_before = run  # in the window before it
         self.smoothed = run
 
 
-def _kind(fn):
+def _kind(fn: object) -> object:
     """What makes two calls comparable: their code, not their closure."""
     fn = getattr(fn, "__func__", fn)
     return getattr(fn, "__code__", fn)
@@ -73,13 +75,13 @@ class Pace:
 
     __slots__ = ("floor", "kinds", "credit", "grown")
 
-    def __init__(self, floor):
+    def __init__(self, floor: int) -> None:
         self.floor = floor
         self.kinds: dict[object, _Runs] = {}  # kind of call -> its runs
         self.credit = False  # a call finished unslowed since the last start
         self.grown = 0.0  # when a call's credit last started a thread
 
-    def finished(self, fn, run, now, hub_keeps_up=True):
+    def finished(self, fn: object, run: float, now: float, hub_keeps_up: bool = True) -> None:
         """A worker ran ``fn`` for *run* seconds, ending at *now*, for a
         caller whose hub is within its lag budget or not."""
         kinds = self.kinds
@@ -99,7 +101,7 @@ class Pace:
         if hub_keeps_up and run < limit and k.smoothed < limit:
             self.credit = True
 
-    def starts(self, workers, backlog, queued):
+    def starts(self, workers: "Sequence[Any]", backlog: int, queued: int) -> int:
         """How many threads to start for *backlog* queued calls that no
         worker is on its way to (of *queued* in all), given the live
         workers' Counters."""

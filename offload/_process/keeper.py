@@ -19,6 +19,7 @@ from typing import Any
 from gevent.monkey import get_original
 
 from .._core import native
+from .._core.observe import logger
 from .._poolbase import Counters, serve
 from . import wire
 from .channel import Answers, socket_pair
@@ -113,7 +114,7 @@ class ChildKeeper:
         self.max_idle = max_idle
         self.closing = closing  # whether the pool is shutting down
         self.retire = retire  # the pool's: called once, when this thread ends
-        self.counters = Counters()
+        self.counters = Counters(spec.name)
         # The process and its pipe ends: None while there is no process.
         self.proc: Any = None
         self.pid: int | None = None
@@ -168,11 +169,9 @@ class ChildKeeper:
         if answer is None:
             exitcode, pid = self.reap()
             self.replace = True
-            return None, WorkerCrashed(
-                f"the worker process (pid {pid}) running {name} died with {_describe(exitcode)}",
-                exitcode,
-                pid,
-            )
+            message = f"the worker process (pid {pid}) running {name} died with {_describe(exitcode)}"
+            logger.debug("%s: %s; starting a replacement", self.spec.name, message)
+            return None, WorkerCrashed(message, exitcode, pid)
         self.served += 1
         head, buffers = answer
         return wire.decode(head, buffers, name)
@@ -207,9 +206,13 @@ class ChildKeeper:
         if self.replace and not (self.stopping or self.closing()):
             self.replace = False
             try:
-                self.start_process()
-            except OSError:
-                pass  # out of pipes or processes: the next call tries again and reports it
+                failure = self.start_process()
+            except OSError as exc:
+                failure = exc  # out of pipes or processes: the next call tries again and reports it
+            if failure is None:
+                logger.debug("%s: started worker process %s", self.spec.name, self.pid)
+            else:
+                logger.debug("%s: could not start a worker process: %r", self.spec.name, failure)
 
     # -- the process ------------------------------------------------------
 
