@@ -52,7 +52,7 @@ __all__ = [
     "get_default_process_pool",
 ]
 
-_pools = ForkRegistry()
+_pools: "ForkRegistry[ProcessPool]" = ForkRegistry()
 
 #: Seconds a worker process has, after SIGTERM at exit, before SIGKILL.
 TERMINATE_GRACE = 1.0

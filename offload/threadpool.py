@@ -71,7 +71,7 @@ class _WorkerLocal(native.local):
 
 
 _tls = _WorkerLocal()
-_pools = ForkRegistry()
+_pools: "ForkRegistry[ThreadPool]" = ForkRegistry()
 
 
 def default_size() -> int:

@@ -394,10 +394,6 @@ def test_non_callables_are_refused_at_once(executor):
             executor.map(bad, [1])
 
 
-MAP_TIMEOUT_UNCHECKED = "the façade's map() is Executor.map, which does not check its timeout"
-
-
-@fails_for("wrap_executor", reason=MAP_TIMEOUT_UNCHECKED)
 @pytest.mark.parametrize(
     "timeout, error",
     [(-1, ValueError), ("soon", TypeError), (float("nan"), ValueError)],

@@ -85,12 +85,6 @@ def test_the_context_manager_returns_the_heartbeat_and_stops_it_on_error():
     beat.start().stop()  # it was stopped (or start() would refuse), so it may start again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stop() kills the greenlet with kill(block=False): a tick whose timer fired in the same hub "
-    "pass as the stopping greenlet's still runs once after stop(), and records as lag whatever the "
-    "code after the heartbeat did before it next yielded",
-)
 def test_no_tick_lands_after_stop():
     # Twenty tries, each stopping when the heartbeat's timer is due in the
     # same hub pass as this greenlet's (the race lands most tries today).
@@ -122,13 +116,6 @@ def test_bad_intervals_are_refused(interval, error):
 # at or below it, i.e. the ceil(q / 100 * n)-th smallest (the first for q = 0).
 VALUES = [35, 20, 50, 15, 40]  # sorted: 15 20 35 40 50
 
-BANKERS_ROUNDING = (
-    "percentile() rounds q / 100 * n + 0.5 with round(), which rounds halves to even: when q / 100 * n "
-    "is an odd whole number it takes the next rank up (p20 of five values is the 2nd, not the 1st; p99 of "
-    "100 lags is the maximum)"
-)
-
-
 @pytest.mark.parametrize(
     "q, expected",
     [
@@ -138,15 +125,14 @@ BANKERS_ROUNDING = (
         (40, 20),
         (50, 35),
         (100, 50),
-        pytest.param(20, 15, marks=pytest.mark.xfail(strict=True, reason=BANKERS_ROUNDING)),
-        pytest.param(60, 35, marks=pytest.mark.xfail(strict=True, reason=BANKERS_ROUNDING)),
+        (20, 15),
+        (60, 35),
     ],
 )
 def test_percentile_is_the_nearest_rank(q, expected):
     assert percentile(VALUES, q) == expected
 
 
-@pytest.mark.xfail(strict=True, reason=BANKERS_ROUNDING)
 def test_p99_of_a_hundred_values_is_the_99th():
     assert percentile(list(range(1, 101)), 99) == 99
 
