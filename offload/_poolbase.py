@@ -257,14 +257,7 @@ class PoolBase(futures.Executor):
     def _drain(self) -> list:
         """Take every call still queued (dropping stop markers) and count them as
         taken; the caller cancels them."""
-        items = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except native.Empty:
-                break
-            if item is not None:
-                items.append(item)
+        items = native.take_all(self._queue)
         with self._lock:
             self._retired.taken += len(items)
         return items
@@ -314,14 +307,7 @@ class PoolBase(futures.Executor):
 
         No lock is taken: a thread that held one in the parent is gone.
         """
-        orphans = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except native.Empty:
-                break
-            if item is not None:
-                orphans.append((item, "queued"))
+        orphans = [(item, "queued") for item in native.take_all(self._queue)]
         for counters in self._live_counters()[0]:
             if counters.current is not None:
                 orphans.append((counters.current, "running"))

@@ -109,7 +109,8 @@ def test_exit_gives_up_after_the_limit_with_one_warning(mode, tmp_path):
     assert "1 running (sleep), 1 queued (append_line)" in err
     assert "1 running (ignore_sigterm_forever)" in err
     assert _read_lines(path) == []  # the queued call was cancelled, not run late
-    pid = int(open(pidfile).read())
+    with open(pidfile) as f:
+        pid = int(f.read())
     deadline = time.monotonic() + 5
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, f"worker {pid} outlived the program"
@@ -269,7 +270,8 @@ def test_fork_fails_the_parents_calls_in_the_child_and_pools_work_there(mode, lo
     parent = modes.lines(out)
     assert parent["parent_ok"] == "113"  # the parent lost nothing
     assert parent["parent_later"] == "True"
-    child = modes.lines(open(report).read())
+    with open(report) as f:
+        child = modes.lines(f.read())
     assert child["named"] == "113"  # every copied waiter got the error naming the fork
     assert child["states"] == "['queued', 'running']"
     assert float(child["took"]) < 3  # at once, not after the parent's 0.5 s calls (generous)

@@ -28,7 +28,7 @@ from time import monotonic
 from typing import Any
 
 from . import native
-from .checks import check_timeout
+from .checks import env_timeout
 from .waiters import locked
 
 __all__ = [
@@ -81,14 +81,7 @@ def exit_timeout() -> float | None:
     :data:`DEFAULT_EXIT_TIMEOUT`.  Raises ValueError naming the variable for
     a value that is not a number of seconds >= 0.
     """
-    value = os.environ.get(_VARIABLE)
-    if value is None or not value.strip():
-        return DEFAULT_EXIT_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{_VARIABLE} must be a number of seconds, not {value!r}") from None
-    return check_timeout(seconds, _VARIABLE)
+    return env_timeout(_VARIABLE, DEFAULT_EXIT_TIMEOUT)
 
 
 def started() -> bool:
@@ -179,13 +172,7 @@ def _wait_for_strays(queues: set[int], deadline: float | None) -> list[tuple[str
         if id(queue) in seen_queues:
             continue
         seen_queues.add(id(queue))
-        while True:
-            try:
-                item = queue.get_nowait()
-            except native.Empty:
-                break
-            if item is None:
-                continue
+        for item in native.take_all(queue):
             name = item.work.name if item.work is not None else "a call"
             if item.cancel():
                 abandoned.append((label, name, "queued"))

@@ -16,6 +16,20 @@ SimpleQueue = get_original("_queue", "SimpleQueue")
 Empty = get_original("_queue", "Empty")
 sleep = get_original("time", "sleep")
 
+
+
+def take_all(queue):
+    """Everything in *queue* now, without blocking, stop markers (None) dropped."""
+    items = []
+    while True:
+        try:
+            item = queue.get_nowait()
+        except Empty:
+            return items
+        if item is not None:
+            items.append(item)
+
+
 __all__ = [
     "start_new_thread",
     "allocate_lock",
@@ -26,4 +40,5 @@ __all__ = [
     "SimpleQueue",
     "Empty",
     "sleep",
+    "take_all",
 ]
