@@ -27,6 +27,17 @@ def shapes(size):
     return (make_bytes(size, 1), 42), bytearray(make_bytes(size, 2)), b"small"
 
 
+@offload.offload(pool="process")
+def square(x):
+    return x * x
+
+
+def big_and_decorated(size):
+    """Plain pickle refuses the wrapped function after it took the bytearray
+    out of band; the fallback pickler must start the buffers afresh."""
+    return bytearray(make_bytes(size)), square.__wrapped__
+
+
 def raise_big(size):
     raise ValueError(make_bytes(size)[:32])
 
@@ -50,6 +61,12 @@ def test_other_shapes_arrive_exactly(pool):
     assert big == make_bytes(size, 1) and n == 42
     assert array == bytearray(make_bytes(size, 2))
     assert small == b"small"
+
+
+def test_out_of_band_buffers_survive_the_fallback_pickler(pool):
+    array, fn = pool.call(big_and_decorated, 2 << 20)
+    assert array == bytearray(make_bytes(2 << 20))
+    assert fn(3) == 9
 
 
 def test_large_arguments_reach_the_child(pool):

@@ -7,6 +7,8 @@ must not be built on them, so everything here comes from
 or not patching has happened (as :mod:`gevent._threading` does).
 """
 
+from typing import Any
+
 from gevent.monkey import get_original
 
 start_new_thread, allocate_lock, get_ident, RLock, local, TIMEOUT_MAX = get_original(
@@ -18,9 +20,9 @@ sleep = get_original("time", "sleep")
 
 
 
-def take_all(queue):
+def take_all(queue: Any) -> list[Any]:
     """Everything in *queue* now, without blocking, stop markers (None) dropped."""
-    items = []
+    items: list[Any] = []
     while True:
         try:
             item = queue.get_nowait()

@@ -22,6 +22,7 @@ import importlib
 import io
 import pickle
 import struct
+from functools import partial
 from itertools import islice
 from types import FunctionType
 
@@ -85,36 +86,43 @@ class _WrapperAwarePickler(pickle.Pickler):
         return NotImplemented
 
 
-def dumps(obj, buffer_callback=None):
-    """Pickle *obj*, falling back to :class:`_WrapperAwarePickler` if plain pickle refuses."""
+def dumps(obj, buffers=None):
+    """Pickle *obj*, falling back to :class:`_WrapperAwarePickler` if plain pickle refuses.
+
+    With a list *buffers*, large buffers go out of band: their memoryviews
+    are appended to it, in the order the pickle refers to them.
+    """
+    callback = None if buffers is None else partial(_out_of_band, buffers)
     try:
-        return pickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
+        return pickle.dumps(obj, PROTOCOL, buffer_callback=callback)
     except Exception as first:
+        if buffers is not None:
+            buffers.clear()  # what the failed attempt took out of band
         buffer = io.BytesIO()
         try:
-            _WrapperAwarePickler(buffer, PROTOCOL, buffer_callback=buffer_callback).dump(obj)
+            _WrapperAwarePickler(buffer, PROTOCOL, buffer_callback=callback).dump(obj)
         except Exception:
             raise first from None
         return buffer.getvalue()
+
+
+def _out_of_band(buffers, buffer):
+    # A true return keeps a small buffer in the pickle itself.
+    if buffer.raw().nbytes < OUT_OF_BAND:
+        return True
+    buffers.append(buffer.raw())
+    return False
 
 
 def pack_answer(kind, obj):
     """The parts of an answer, to be written in order: the framed head, then
     the raw out-of-band buffers (memoryviews)."""
     buffers: list = []
-
-    def out_of_band(buffer):
-        # A true return keeps a small buffer in the pickle itself.
-        if buffer.raw().nbytes < OUT_OF_BAND:
-            return True
-        buffers.append(buffer.raw())
-        return False
-
     if type(obj) is bytes and len(obj) >= OUT_OF_BAND:
         # Plain pickle copies bytes into the stream; a PickleBuffer goes out
         # of band and unpickles as the very bytes object the parent reads.
         obj = pickle.PickleBuffer(obj)
-    stream = dumps(obj, out_of_band)
+    stream = dumps(obj, buffers)
     table = b"".join(BUFFER.pack(view.nbytes, view.readonly) for view in buffers)
     head_size = 1 + COUNT.size + len(table) + len(stream)
     parts = [HEADER.pack(head_size) + bytes((kind,)) + COUNT.pack(len(buffers)) + table, stream]
