@@ -131,7 +131,9 @@ class ProcessPool(PoolBase):
     the calling greenlet; in a plain thread it blocks that thread.  Calls are
     pickled in the caller, so pickling errors raise at once.  Processes
     start on demand and live until :meth:`shutdown`, or the end of the
-    interpreter, which terminates them.  Inside a worker process, calls to
+    interpreter, which first lets queued and running calls finish (up to
+    ``OFFLOAD_EXIT_TIMEOUT`` seconds), then stops the processes, SIGKILL
+    after SIGTERM if need be.  Inside a worker process, calls to
     any ProcessPool run inline: a worker never starts processes of its own.
     """
 

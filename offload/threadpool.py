@@ -5,7 +5,9 @@ by a worker thread; the caller parks on a waiter from :mod:`offload._core.waiter
 so only the calling greenlet waits while its hub runs everything else.
 Workers are started on demand up to ``max_workers`` and live until
 :meth:`ThreadPool.shutdown`, or until the pool is garbage collected; they are
-raw threads that never keep the interpreter from exiting.
+raw threads, which the interpreter does not wait for, so its exit waits for
+the calls they hold or have queued itself, up to ``OFFLOAD_EXIT_TIMEOUT``
+(:mod:`offload._core.exiting`).
 """
 
 import contextvars
