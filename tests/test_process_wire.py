@@ -38,6 +38,11 @@ def big_and_decorated(size):
     return bytearray(make_bytes(size)), square.__wrapped__
 
 
+def payload_shapes(size):
+    """The common shapes of a large result: in a pair, a dict, a list."""
+    return (make_bytes(size, 3), 200), {"data": make_bytes(size, 4), "n": 1}, [make_bytes(size, 5)] * 2
+
+
 def raise_big(size):
     raise ValueError(make_bytes(size)[:32])
 
@@ -67,6 +72,14 @@ def test_out_of_band_buffers_survive_the_fallback_pickler(pool):
     array, fn = pool.call(big_and_decorated, 2 << 20)
     assert array == bytearray(make_bytes(2 << 20))
     assert fn(3) == 9
+
+
+def test_large_bytes_inside_small_containers_arrive_exactly(pool):
+    size = 2 << 20
+    pair, mapping, listed = pool.call(payload_shapes, size)
+    assert type(pair) is tuple and pair == (make_bytes(size, 3), 200)
+    assert mapping == {"data": make_bytes(size, 4), "n": 1} and type(mapping["data"]) is bytes
+    assert type(listed) is list and listed == [make_bytes(size, 5)] * 2
 
 
 def test_large_arguments_reach_the_child(pool):

@@ -9,9 +9,10 @@ unpickled, or a result that could not be pickled), the sizes of its
 out-of-band buffers, and a protocol-5 pickle -- then those buffers, raw.
 
 Large results are the reason for the buffers.  A ``bytes`` result of 1 MiB
-or more, and every large buffer pickle 5 takes out of band (``bytearray``,
-NumPy arrays, :class:`pickle.PickleBuffer`), crosses as raw bytes that the
-parent reads straight into the object it hands back: no copy of the payload
+or more (also as an item of a small tuple, list or dict result), and every
+large buffer pickle 5 takes out of band (``bytearray``, NumPy arrays,
+:class:`pickle.PickleBuffer`), crosses as raw bytes that the parent reads
+straight into the object it hands back: no copy of the payload
 is made while holding the GIL, so the caller's hub keeps running while a
 200 MB result arrives (see ``bench/bench_bigresult.py``).  The child's side of the
 conversation is in :mod:`offload._process.child`, the parent's in
@@ -35,6 +36,7 @@ BUFFER = struct.Struct("!QB")  # in a head: one buffer's size, and 1 if read-onl
 STOP = HEADER.pack(0)
 #: Buffers this large or larger travel out of band (bytes).
 OUT_OF_BAND = 1 << 20
+_LIFT_ITEMS = 64  # a container this small is looked into for large bytes
 VALUE, RAISED, UNSENDABLE = 0, 1, 2  # the first byte of every answer
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -114,15 +116,33 @@ def _out_of_band(buffers, buffer):
     return False
 
 
+def _big_bytes(obj):
+    return type(obj) is bytes and len(obj) >= OUT_OF_BAND
+
+
+def _lift(obj):
+    """*obj* with its large ``bytes`` as PickleBuffers: the object itself, or
+    the items of a small tuple, list or dict (one level down, the common
+    ``(status, payload)`` and ``{"data": payload}`` shapes).
+
+    Plain pickle copies bytes into the stream; a PickleBuffer goes out of
+    band and unpickles as the very bytes object the parent reads.
+    """
+    kind = type(obj)
+    if kind is bytes:
+        return pickle.PickleBuffer(obj) if len(obj) >= OUT_OF_BAND else obj
+    if kind in (tuple, list) and len(obj) <= _LIFT_ITEMS and any(map(_big_bytes, obj)):
+        return kind(pickle.PickleBuffer(item) if _big_bytes(item) else item for item in obj)
+    if kind is dict and len(obj) <= _LIFT_ITEMS and any(map(_big_bytes, obj.values())):
+        return {key: pickle.PickleBuffer(v) if _big_bytes(v) else v for key, v in obj.items()}
+    return obj
+
+
 def pack_answer(kind, obj):
     """The parts of an answer, to be written in order: the framed head, then
     the raw out-of-band buffers (memoryviews)."""
     buffers: list = []
-    if type(obj) is bytes and len(obj) >= OUT_OF_BAND:
-        # Plain pickle copies bytes into the stream; a PickleBuffer goes out
-        # of band and unpickles as the very bytes object the parent reads.
-        obj = pickle.PickleBuffer(obj)
-    stream = dumps(obj, buffers)
+    stream = dumps(_lift(obj), buffers)
     table = b"".join(BUFFER.pack(view.nbytes, view.readonly) for view in buffers)
     head_size = 1 + COUNT.size + len(table) + len(stream)
     parts = [HEADER.pack(head_size) + bytes((kind,)) + COUNT.pack(len(buffers)) + table, stream]
