@@ -9,7 +9,6 @@ same, and lives here.
 """
 
 import abc
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -17,12 +16,11 @@ from logging import DEBUG
 from time import monotonic
 from typing import Any, TypeVar
 
-from ._core import native, observe
+from ._core import exiting, lifecycle, native, observe
 from ._core.calls import FutureCall, QueueItem
 from ._core.checks import check_callable, check_count, check_timeout
 from ._core.observe import BOUNDS, logger
 from ._core.pace import Pace
-from ._core.waiters import locked
 from .future import Future
 
 _T = TypeVar("_T")
@@ -268,64 +266,21 @@ class PoolBase(futures.Executor):
         with self._lock:
             self._retired.cancelled += cancelled
 
-    def _wait_stopped(self, timeout: float | None) -> bool:
-        """After ``shutdown(wait=False)``: block this thread until the workers
-        have run what was queued and stopped, up to *timeout* seconds (None:
-        no limit); True if they did.
-
-        What the interpreter's exit does (see :mod:`offload._core.exiting`):
-        it waits on a real lock, never through a hub.
-        """
-        with self._lock:
-            if not self._workers:
-                return self._queue.qsize() == 0  # calls and no worker: they will not run
-        done = locked()
-        self._stopped.add_done_callback(lambda _: done.release())
-        if timeout is None:
-            return done.acquire()
-        return done.acquire(True, min(timeout, native.TIMEOUT_MAX))
-
     def _abandon_at_exit(self) -> list[tuple[str, str, str]]:
-        """The exit's wait ran out: cancel what is still queued, and name it
-        and what is still running, as (pool, function, "queued"/"running")."""
-        queued = self._drain()
-        with self._lock:
-            running = [counters.current for counters in self._live_counters()[0]]
-        label = f"{type(self).__name__} {self.name!r}"
-        abandoned = []
-        for items, state in ((running, "running"), (queued, "queued")):
-            for item in items:
-                work = item.work if item is not None else None
-                if work is not None:  # None: no call, or it has just finished
-                    abandoned.append((label, work.name, state))
-        self._cancel(queued)
-        return abandoned
+        """The exit's wait ran out: see :func:`offload._core.exiting.abandon`."""
+        return exiting.abandon(self)
 
-    def _take_orphans(self) -> list[tuple[Any, str]]:
-        """In a forked child: the calls the parent had queued or running, as
-        (item, "queued" or "running").
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh, failing the copies of the calls
+        the parent had queued or running (their waiters would wait for ever);
+        :meth:`_forget_workers` first, for what a subclass's workers held."""
+        orphans = lifecycle.take_orphans(self._queue, self._live_counters()[0])
+        self._forget_workers()
+        self._reset()
+        lifecycle.fail_orphans(orphans, self.name)
 
-        No lock is taken: a thread that held one in the parent is gone.
-        """
-        orphans = [(item, "queued") for item in native.take_all(self._queue)]
-        for counters in self._live_counters()[0]:
-            if counters.current is not None:
-                orphans.append((counters.current, "running"))
-        return orphans
-
-    def _fail_orphans(self, orphans: list[tuple[Any, str]]) -> None:
-        """In a forked child, after :meth:`_reset`: fail the child's copies of
-        the parent's calls, whose waiters would otherwise wait for ever."""
-        parent = os.getppid()
-        for item, state in orphans:
-            work = item.work
-            name = work.name if work is not None else "a call"
-            item.abandon(
-                RuntimeError(
-                    f"{name} was {state} in {self.name} in the parent process when it forked "
-                    f"(pid {parent}); its result stays there"
-                )
-            )
+    def _forget_workers(self) -> None:
+        """In a forked child, before :meth:`_reset`: let go of the parent's workers."""
 
     def _wake_or_spawn(self):
         """After a put: leave the call to a worker, starting one if none is free.

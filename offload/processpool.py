@@ -318,7 +318,7 @@ class ProcessPool(PoolBase):
             for worker in workers:
                 worker.stopping = True
                 worker.signal(kill)
-            if self._wait_stopped(grace if not kill else KILL_WAIT):
+            if exiting.wait_stopped(self, grace if not kill else KILL_WAIT):
                 return
 
     def _abandon_at_exit(self):
@@ -326,17 +326,12 @@ class ProcessPool(PoolBase):
         self._terminate()
         return abandoned
 
-    def _after_fork(self):
+    def _forget_workers(self):
         # Only the forking thread exists in the child: the worker threads are
         # gone, and the processes are the parent's to look after.  Close the
-        # copies of their pipes, or they would outlive the parent's.  Calls
-        # queued or running in the parent stay there; their waiters' copies
-        # here fail at once.
-        orphans = self._take_orphans()
+        # copies of their pipes, or they would outlive the parent's.
         for worker in self._workers:
             worker.forget()
-        self._reset()
-        self._fail_orphans(orphans)
 
     def _live_counters(self):
         alive = sum(1 for worker in self._workers if worker.proc is not None)

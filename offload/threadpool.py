@@ -263,14 +263,6 @@ class ThreadPool(PoolBase):
         if wait and workers and _tls.queue is not self._queue:
             self._stopped.result()
 
-    def _after_fork(self):
-        # Only the forking thread exists in the child: the workers, and any
-        # lock they held, are gone.  Calls queued or running in the parent
-        # are the parent's to run; their waiters' copies here fail at once.
-        orphans = self._take_orphans()
-        self._reset()
-        self._fail_orphans(orphans)
-
     def _live_counters(self):
         return self._workers, len(self._workers)
 

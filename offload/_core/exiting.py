@@ -33,10 +33,12 @@ from .waiters import locked
 
 __all__ = [
     "DEFAULT_EXIT_TIMEOUT",
+    "abandon",
     "add",
     "exit_timeout",
     "refusal",
     "started",
+    "wait_stopped",
     "worker_started",
     "worker_stopped",
 ]
@@ -134,7 +136,7 @@ def _at_exit() -> None:
         pool.shutdown(wait=False)  # queued calls stay queued and run
     late = []
     for pool in pools:
-        if not pool._wait_stopped(_left(deadline)):
+        if not wait_stopped(pool, _left(deadline)):
             late.append(pool)
     abandoned: list[tuple[str, str, str]] = []
     for pool in late:
@@ -142,6 +144,37 @@ def _at_exit() -> None:
     abandoned += _wait_for_strays({id(pool._queue) for pool in pools}, deadline)
     if abandoned:
         _warn(_describe(abandoned, timeout))
+
+
+def wait_stopped(pool: Any, timeout: float | None) -> bool:
+    """After ``pool.shutdown(wait=False)``: block this thread until its
+    workers have run what was queued and stopped, up to *timeout* seconds
+    (None: no limit); True if they did.  On a real lock, never the hub."""
+    with pool._lock:
+        if not pool._workers:
+            return pool._queue.qsize() == 0  # calls and no worker: they will not run
+    done = locked()
+    pool._stopped.add_done_callback(lambda _: done.release())
+    if timeout is None:
+        return done.acquire()
+    return done.acquire(True, min(timeout, native.TIMEOUT_MAX))
+
+
+def abandon(pool: Any) -> list[tuple[str, str, str]]:
+    """The exit's wait for *pool* ran out: cancel what is still queued, and
+    name it and what is still running, as (pool, function, state)."""
+    queued = pool._drain()
+    with pool._lock:
+        running = [counters.current for counters in pool._live_counters()[0]]
+    label = f"{type(pool).__name__} {pool.name!r}"
+    abandoned = []
+    for items, state in ((running, "running"), (queued, "queued")):
+        for item in items:
+            work = item.work if item is not None else None
+            if work is not None:  # None: no call, or it has just finished
+                abandoned.append((label, work.name, state))
+    pool._cancel(queued)
+    return abandoned
 
 
 def _left(deadline):

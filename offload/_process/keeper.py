@@ -9,7 +9,6 @@ hang.  A process that dies fails only the call it was running, with
 
 import os
 import signal
-import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -21,7 +20,7 @@ from gevent.monkey import get_original
 from .._core import native
 from .._core.observe import logger
 from .._poolbase import Counters, serve
-from . import wire
+from . import starting, wire
 from .channel import Answers, socket_pair
 from .child import child_main
 
@@ -76,17 +75,6 @@ class ChildSpec:
     name: str  # the pool's; a child is named "<name>-worker"
     max_tasks_per_child: int | None
     main_path: str | None = None  # __main__.__file__ when the pool was made
-
-
-def _restore_main_path(path):
-    """Put back ``__main__.__file__``, which CPython deletes once the script
-    has run: multiprocessing needs it to let a child import the script's
-    functions, and the interpreter's exit still starts processes for the
-    calls queued then."""
-    main = sys.modules.get("__main__")
-    if path is not None and main is not None and getattr(main, "__file__", None) is None:
-        if getattr(main, "__spec__", None) is None:  # a script, not ``python -m``
-            main.__file__ = path
 
 
 class ChildKeeper:
@@ -235,7 +223,7 @@ class ChildKeeper:
             # themselves with locks that may be gevent's after patching; this
             # pool never contends for them from two threads at once.
             with _start_lock:
-                _restore_main_path(spec.main_path)
+                starting.restore_main_path(spec.main_path)
                 proc.start()
         except BaseException as exc:
             os.close(task_w)
@@ -356,47 +344,10 @@ class ChildKeeper:
         self.reap()
 
 
-def _reset_multiprocessing():
-    """Give a forked child multiprocessing start machinery of its own.
-
-    multiprocessing's forkserver is a process-wide singleton that belongs to
-    the process that started it: in a forked child its pid is not a child of
-    ours, so the next start fails with ``ChildProcessError: No child
-    processes`` (os.waitpid in ``ensure_running``), and its lock may have
-    been held by a parent thread that does not exist here.  multiprocessing
-    resets it only for its own ``fork`` start method, not for ``os.fork()``.
-    The singleton is reset in place -- the module's ``ensure_running`` and
-    ``connect_to_new_process`` are its bound methods -- to what a new
-    ``ForkServer()`` holds (whatever this Python's version keeps there),
-    keeping the preload list; the child then starts a forkserver of its own
-    on first use.  Its copy of the parent's "alive" pipe end is closed, or
-    the parent's forkserver would live until this child exits.  The
-    resource tracker is shared with the parent, as multiprocessing's own
-    fork start shares it; only its lock is new.  Nothing is imported here:
-    a module not loaded yet has no state to reset.
-    """
-    forkserver = sys.modules.get("multiprocessing.forkserver")
-    if forkserver is not None:
-        server = forkserver._forkserver
-        alive = getattr(server, "_forkserver_alive_fd", None)
-        fresh = forkserver.ForkServer()
-        fresh._preload_modules = getattr(server, "_preload_modules", fresh._preload_modules)
-        server.__dict__.update(fresh.__dict__)
-        if alive is not None:
-            try:
-                os.close(alive)
-            except OSError:
-                pass
-    tracking = sys.modules.get("multiprocessing.resource_tracker")
-    if tracking is not None:
-        tracker = tracking._resource_tracker
-        tracker._lock = tracking.ResourceTracker()._lock
-
-
 def _after_fork_in_child():
     global _start_lock
     _start_lock = native.allocate_lock()
-    _reset_multiprocessing()
+    starting.reset_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
