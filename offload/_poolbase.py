@@ -16,7 +16,7 @@ from logging import DEBUG
 from time import monotonic
 from typing import Any, TypeVar
 
-from ._core import native, observe
+from ._core import exiting, lifecycle, native, observe
 from ._core.calls import FutureCall, QueueItem
 from ._core.checks import check_callable, check_map
 from ._core.observe import BOUNDS, logger
@@ -50,18 +50,20 @@ def run_inline(fn, args, kwargs):
 class Counters:
     """What one worker has done; only that worker writes to it.
 
-    ``active`` is 1 while it runs a call, which it started at ``since``.
-    Readers (``stats()``, the pace) see each field whole, if not all fields
-    from the same instant.
+    ``active`` is 1 while it runs a call, which it started at ``since``;
+    ``current`` is that call's queue item (what a fork or the interpreter's
+    exit reports as running), else None.  Readers (``stats()``, the pace)
+    see each field whole, if not all fields from the same instant.
     """
 
     _TOTALS = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
-    __slots__ = _TOTALS + ("since", "pool", "wait_buckets", "run_buckets")
+    __slots__ = _TOTALS + ("since", "current", "pool", "wait_buckets", "run_buckets")
 
     def __init__(self, pool: str = "") -> None:
         self.pool = pool  # the pool's name, for log records and metrics
         self.taken = self.completed = self.failed = self.cancelled = self.active = 0
         self.wait_time = self.run_time = self.since = 0.0
+        self.current: Any = None
         # Counts per bucket of observe.BOUNDS, the last for longer ones.
         self.wait_buckets = [0] * (len(BOUNDS) + 1)
         self.run_buckets = [0] * (len(BOUNDS) + 1)
@@ -104,11 +106,14 @@ def serve(
         item = get()
         if item is None:
             return
+        # Off the queue, the item is only here: a fork must find it.
+        counters.current = item
         counters.taken += 1
         if slots is not None:
             slots.release()
         if not item.start():
             counters.cancelled += 1
+            counters.current = None
             continue
         started = counters.since = monotonic()
         counters.active = 1
@@ -135,6 +140,7 @@ def serve(
         else:
             counters.failed += 1
         item.finish(value, error, qsize() > 0)
+        counters.current = None  # after finish: a fork in between finds it done, not lost
         if after_each is not None:
             after_each(work, item, run, ended)
         if observe.watched:
@@ -249,14 +255,7 @@ class PoolBase(futures.Executor):
     def _drain(self) -> list:
         """Take every call still queued (dropping stop markers) and count them as
         taken; the caller cancels them."""
-        items = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except native.Empty:
-                break
-            if item is not None:
-                items.append(item)
+        items = native.take_all(self._queue)
         with self._lock:
             self._retired.taken += len(items)
         return items
@@ -266,6 +265,22 @@ class PoolBase(futures.Executor):
         cancelled = sum(item.cancel() for item in items)
         with self._lock:
             self._retired.cancelled += cancelled
+
+    def _abandon_at_exit(self) -> list[tuple[str, str, str]]:
+        """The exit's wait ran out: see :func:`offload._core.exiting.abandon`."""
+        return exiting.abandon(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh, failing the copies of the calls
+        the parent had queued or running (their waiters would wait for ever);
+        :meth:`_forget_workers` first, for what a subclass's workers held."""
+        orphans = lifecycle.take_orphans(self._queue, self._live_counters()[0])
+        self._forget_workers()
+        self._reset()
+        lifecycle.fail_orphans(orphans, self.name)
+
+    def _forget_workers(self) -> None:
+        """In a forked child, before :meth:`_reset`: let go of the parent's workers."""
 
     def _wake_or_spawn(self):
         """After a put: leave the call to a worker, starting one if none is free.

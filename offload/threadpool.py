@@ -5,7 +5,9 @@ by a worker thread; the caller parks on a waiter from :mod:`offload._core.waiter
 so only the calling greenlet waits while its hub runs everything else.
 Workers are started on demand up to ``max_workers`` and live until
 :meth:`ThreadPool.shutdown`, or until the pool is garbage collected; they are
-raw threads that never keep the interpreter from exiting.
+raw threads, which the interpreter does not wait for, so its exit waits for
+the calls they hold or have queued itself, up to ``OFFLOAD_EXIT_TIMEOUT``
+(:mod:`offload._core.exiting`).
 """
 
 import contextvars
@@ -21,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 import gevent
 from gevent._hub_local import get_hub_if_exists
 
-from ._core import naming, native
+from ._core import exiting, naming, native
 from ._core.bridge import current_bridge
 from ._core.calls import HubCall, ThreadCall
 from ._core.checks import (
@@ -61,6 +63,11 @@ class ThreadWork(NamedTuple):
     args: tuple
     kwargs: dict
     context: Context
+
+    @property
+    def name(self) -> str:
+        """The function's name, for messages about the call."""
+        return name_of(self.fn)
 
 
 # NamedTuple's own __new__ is a Python function: a frame on every call.
@@ -165,6 +172,7 @@ class ThreadPool(PoolBase):
         self._is_shutdown = False
         self._reset()
         _pools.add(self)
+        exiting.add(self)
 
     def _reset(self):
         super()._reset()
@@ -223,12 +231,12 @@ class ThreadPool(PoolBase):
         if self._broken is not None:
             raise BrokenThreadPool(self._broken)
         if self._is_shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
+            raise RuntimeError(exiting.refusal())
         if self._slots is not None:
             self._slots.acquire()
             if self._is_shutdown:
                 self._slots.release()
-                raise RuntimeError("cannot schedule new futures after shutdown")
+                raise RuntimeError(exiting.refusal())
         self._submitted += 1
         self._queue.put(item)
         if self._is_shutdown:
@@ -266,6 +274,7 @@ class ThreadPool(PoolBase):
         # callback stops the worker.
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
         prepare()  # see offload/_core/hubs.py
+        exiting.worker_started(counters, queue)  # before it runs: the exit may come first
         try:
             native.start_new_thread(
                 naming.named(_work, thread_name),
@@ -273,6 +282,7 @@ class ThreadPool(PoolBase):
                 {"name": thread_name, "init": self._init},
             )
         except BaseException:
+            exiting.worker_stopped(counters)
             with self._lock:
                 self._workers.remove(counters)
             raise
@@ -336,12 +346,6 @@ class ThreadPool(PoolBase):
         if wait and workers and _tls.queue is not self._queue:
             self._stopped.result()
 
-    def _after_fork(self):
-        # Only the forking thread exists in the child: the workers, and any
-        # lock they held, are gone.  Calls queued in the parent are the
-        # parent's to run.
-        self._reset()
-
     def _live_counters(self):
         return self._workers, len(self._workers)
 
@@ -400,6 +404,7 @@ def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
     finally:
         if run_callbacks is not None:
             run_callbacks()
+        exiting.worker_stopped(counters)
         pool = pool_ref()
         if pool is not None:
             pool._retire(counters)

@@ -24,6 +24,7 @@ __all__ = [
     "check_seconds",
     "check_timeout",
     "env_count",
+    "env_timeout",
     "name_of",
 ]
 
@@ -143,19 +144,35 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def _from_env(variable: str, convert: Any, what: str) -> Any:
+    """*convert* of the environment variable's value; None if it is unset or
+    blank; ValueError naming the variable if *convert* refuses it."""
+    value = os.environ.get(variable)
+    if value is None or not value.strip():
+        return None
+    try:
+        return convert(value)
+    except ValueError:
+        raise ValueError(f"{variable} must be {what}, not {value!r}") from None
+
+
+def env_timeout(variable: str, default: float | None) -> float | None:
+    """The timeout in the environment variable *variable* (seconds, as
+    :func:`check_timeout`: ``inf`` means none), else *default*; ValueError
+    naming the variable for anything else."""
+    seconds = _from_env(variable, float, "a number of seconds")
+    return default if seconds is None else check_timeout(seconds, variable)
+
+
 def env_count(variable: str, default: int) -> int:
     """The positive int in the environment variable *variable*, else *default*.
 
     An unset or blank variable means the default; anything else that is not
     a positive integer raises ValueError naming the variable.
     """
-    value = os.environ.get(variable)
-    if value is None or not value.strip():
+    count = _from_env(variable, int, "an integer")
+    if count is None:
         return default
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError(f"{variable} must be an integer, not {value!r}") from None
     if count <= 0:
         raise ValueError(f"{variable} must be greater than 0, not {count}")
     return count
