@@ -154,7 +154,43 @@ def serve(
             idle.append(None)
 
 
-class PoolBase(futures.Executor):
+class CheckedMap(futures.Executor):
+    """An executor whose ``map`` checks its arguments at the call.
+
+    :meth:`concurrent.futures.Executor.map` checks nothing; offload's pools
+    and the :func:`~offload.wrap_executor` façade share this one.
+    """
+
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[_T]:
+        """Like :func:`map`, with each call made in the pool; results in order.
+
+        Every call is submitted before this returns (and, for processes,
+        pickled); each result is awaited cooperatively, and leaving the
+        iterator early cancels the calls that have not started.
+
+        :param timeout: seconds from this call until the iterator raises
+            :exc:`TimeoutError` for a result not yet ready.
+        :param chunksize: for a :class:`~offload.ProcessPool`, how many calls
+            travel to a process together: large chunks save round trips for
+            many small calls, and an exception fails its whole chunk.  A
+            :class:`~offload.ThreadPool` accepts and ignores it, as
+            :class:`concurrent.futures.ThreadPoolExecutor` does.
+        """
+        timeout = check_map(fn, timeout, chunksize)
+        return self._map(fn, iterables, timeout, chunksize)
+
+    def _map(self, fn, iterables, timeout, chunksize):
+        return futures.Executor.map(self, fn, *iterables, timeout=timeout)
+
+
+
+class PoolBase(CheckedMap):
     """The parts of a pool that do not depend on what its workers are.
 
     A subclass sets ``name``, ``_max_workers`` and ``_is_shutdown``, calls
@@ -219,33 +255,6 @@ class PoolBase(futures.Executor):
         future: Future[_T] = Future()
         self._put(FutureCall(future, self._pack(fn, args, kwargs)))
         return future
-
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[_T]:
-        """Like :func:`map`, with each call made in the pool; results in order.
-
-        Every call is submitted before this returns (and, for processes,
-        pickled); each result is awaited cooperatively, and leaving the
-        iterator early cancels the calls that have not started.
-
-        :param timeout: seconds from this call until the iterator raises
-            :exc:`TimeoutError` for a result not yet ready.
-        :param chunksize: for a :class:`~offload.ProcessPool`, how many calls
-            travel to a process together: large chunks save round trips for
-            many small calls, and an exception fails its whole chunk.  A
-            :class:`~offload.ThreadPool` accepts and ignores it, as
-            :class:`concurrent.futures.ThreadPoolExecutor` does.
-        """
-        timeout = check_map(fn, timeout, chunksize)
-        return self._map(fn, iterables, timeout, chunksize)
-
-    def _map(self, fn, iterables, timeout, chunksize):
-        return super().map(fn, *iterables, timeout=timeout)
 
     @property
     def max_workers(self) -> int:

@@ -7,12 +7,13 @@ whatever thread the executor uses and woken through the hub bridge, so that
 waiting blocks only the calling greenlet.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any, Generic, TypeVar
 
 from ._core import native
-from ._core.checks import check_callable, check_map, name_of
+from ._core.checks import check_callable, name_of
+from ._poolbase import CheckedMap
 from .defaults import get_default_pool
 from .future import Future
 
@@ -51,7 +52,7 @@ def _mirror(outer, inner):
             outer.set_exception(error)
 
 
-class ExecutorFacade(futures.Executor, Generic[_E]):
+class ExecutorFacade(CheckedMap, Generic[_E]):
     """A gevent-friendly view of a foreign executor; see :func:`wrap_executor`.
 
     ``executor`` is the wrapped executor.
@@ -71,18 +72,6 @@ class ExecutorFacade(futures.Executor, Generic[_E]):
         outer.add_done_callback(self._forget)
         outer._inner.add_done_callback(lambda inner: _mirror(outer, inner))  # type: ignore[attr-defined]
         return outer
-
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[_T]:
-        """:meth:`concurrent.futures.Executor.map` through this façade, its
-        arguments checked at the call; each result is awaited cooperatively."""
-        timeout = check_map(fn, timeout, chunksize)
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def _forget(self, future):
         with self._lock:
