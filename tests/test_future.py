@@ -216,3 +216,19 @@ def test_wait_and_as_completed_with_timeouts():
     assert [f.result() for f in cf.as_completed([slow], timeout=5)] == ["slow"]
     for setter in setters:
         wait_for(setter)
+
+
+def test_a_timeout_counts_from_the_wait_even_after_the_hub_sat_idle():
+    # libev caches "now" at each pass of the loop; a hub that last ran long
+    # ago must not fire a new timeout at once because of it.
+    pool = offload.ThreadPool(1)
+    try:
+        gevent.sleep(0)  # the hub runs a pass, then sits idle while this thread blocks
+        native.sleep(0.5)
+        started = time.perf_counter()
+        assert pool.submit(native.sleep, 0.2).result(timeout=0.4) is None
+        assert time.perf_counter() - started >= 0.15
+        native.sleep(0.5)
+        assert offload.offload(native.sleep, pool=pool, timeout=0.4)(0.2) is None
+    finally:
+        pool.shutdown()

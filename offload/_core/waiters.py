@@ -79,7 +79,9 @@ class HubWaiting:
         try:
             if timeout is not None:
                 timer = bridge.hub.loop.timer(timeout)
-                timer.start(self._expire)
+                # update: the loop's cached "now" is as old as its last pass,
+                # and a hub idle longer than *timeout* would fire it at once.
+                timer.start(self._expire, update=True)
             while self.glet is not None:
                 switch()
         except BaseException:

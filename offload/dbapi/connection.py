@@ -52,9 +52,14 @@ def open_connection(module, args, kwargs, pool, cancel_on_abandon, counters) -> 
     try:
         raw = opening.result()
     except BaseException:
-        # The caller went away (or connect failed): close what the lane may
-        # still open, and stop a lane nobody will use.
-        opening.add_done_callback(lambda f: _abandon_open(f, lane, owned))
+        # The caller went away (or connect failed): a connect still queued
+        # never runs; one under way is closed when it lands; either way a
+        # lane nobody will use stops.
+        if opening.cancel():
+            if owned:
+                lane.shutdown(wait=False)
+        else:
+            opening.add_done_callback(lambda f: _abandon_open(f, lane, owned))
         raise
     dial = (args, kwargs)
     return Connection(
@@ -64,7 +69,7 @@ def open_connection(module, args, kwargs, pool, cancel_on_abandon, counters) -> 
 
 def _abandon_open(future, lane, owned):
     try:
-        if future.exception() is None:
+        if not future.cancelled() and future.exception() is None:
             future.result().close()
     finally:
         if owned:
