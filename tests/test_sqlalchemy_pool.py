@@ -67,8 +67,13 @@ def test_finalizer_in_the_hub_queues_the_rollback(counter_table):
 
 @pytest.mark.timing
 def test_finalizer_in_the_hub_would_freeze_it_if_it_waited(counter_table, monkeypatch):
-    """The control: the same finalizer, told it may wait, blocks the hub behind the lane."""
+    """The control: the same finalizer, told it may wait, blocks the hub behind the lane.
+
+    Both layers defer a rollback asked for in the hub (the dialect, and
+    offload.dbapi's own rule for calls from the hub): both are told not to.
+    """
     monkeypatch.setattr(offload_dialect, "must_not_wait", lambda: False)
+    monkeypatch.setattr("offload.dbapi.lane.in_hub", lambda: False)
     engine = pg_engine("psycopg2", pool_size=1, max_overflow=0)
     try:
         lag, _ = _finalize_in_hub(engine, counter_table)
