@@ -72,4 +72,11 @@ def as_completed(fs: Iterable[_F], timeout: float | None = None) -> Iterator[_F]
 
 def _as_completed(fs, deadline):
     timeout = None if deadline is None else max(deadline - monotonic(), 0.0)
-    yield from futures.as_completed(fs, timeout)
+    try:
+        yield from futures.as_completed(fs, timeout)
+    except futures.TimeoutError as exc:
+        if futures.TimeoutError is TimeoutError:  # Python 3.11+: one class
+            raise
+        # Before 3.11 the stdlib's was a class of its own: offload's timeouts
+        # are the builtin one everywhere.
+        raise TimeoutError(*exc.args) from None

@@ -208,7 +208,7 @@ def test_wait_and_as_completed_take_its_futures(executor):
     slow = executor.submit(sleep_then, 0.5, "slow")
     done, pending = cf.wait([slow, futures[0]], timeout=0.05)
     assert done == {futures[0]} and pending == {slow}
-    with pytest.raises(TimeoutError):
+    with pytest.raises(cf.TimeoutError):  # the stdlib's: not the builtin before 3.11
         list(cf.as_completed([slow], timeout=0.05))
     assert cf.wait([slow], timeout=30).done == {slow}
 
