@@ -1,29 +1,13 @@
 """How many threads an adaptive :class:`~offload.ThreadPool` starts.
 
-A pool that starts a thread for every call that finds no idle one ends up
-with as many threads as callers.  Where calls wait on a remote server, that
-is what they need: more calls in flight, more throughput.  Where they wait
-on something saturated -- the GIL, or a server already at full load -- the
-extra threads add nothing but wake-ups and GIL hand-offs, and the hub pays
-for them in lag.  Run times tell the two apart: in the first case a call
-takes as long with more threads as with few; in the second it takes longer
-as threads are added.  The pace is the client-side cousin of TCP Vegas:
-
-* up to ``floor`` threads start on demand;
-* beyond it, a call earns one more thread if both its run time and its
-  function's smoothed run time are within twice that function's fastest
-  recent run; the thread starts when a call is queued with no worker on
-  its way to it, at most one every ``_GROW_EVERY`` seconds -- growth for as
-  long as calls do not slow down, paced so that each thread's effect shows
-  before the next;
-* no thread starts while idle ones could take the calls queued;
-* nor for calls whose hub is late: when the hub's gathering timer fires,
-  smoothed, more than ``LAG_BUDGET`` late (:mod:`offload._core.bridge`), the
-  threads already running Python keep the hub waiting for the GIL, and
-  another would add lag rather than throughput;
-* a thread busy with one call for longer than :data:`STUCK` seconds (a
-  change-stream poll, a long aggregation) does not count towards the floor,
-  so long calls never leave short ones with no thread to run on.
+Growth follows run times, the client-side cousin of TCP Vegas: threads
+beyond ``floor`` start only while calls do not slow down as threads are
+added, never while idle ones could take the calls queued, never for callers
+whose hub is later than ``LAG_BUDGET`` (:mod:`offload._core.bridge`), and at
+most one every ``_GROW_EVERY`` seconds; a thread held longer than
+:data:`STUCK` by one call does not count towards the floor.  The rules, the
+reasons and the runs that chose the numbers are in ``docs/choosing.rst``
+("Adaptive pools").
 """
 
 from collections.abc import Sequence
