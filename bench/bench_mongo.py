@@ -122,14 +122,15 @@ print(json.dumps(out))
 def start_server():
     """Return (uri, the nx-27017 server we started or None).
 
-    The server is the one the tests use (tests/mongo_server.py), unless
-    OFFLOAD_BENCH_MONGODB_URI names another.
+    The server is started as the tests and the example start theirs
+    (examples/mongo_without_patching.py), unless OFFLOAD_BENCH_MONGODB_URI
+    names another.
     """
     uri = os.environ.get("OFFLOAD_BENCH_MONGODB_URI")
     if uri:
         return uri, None
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from mongo_server import NX27017
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    from mongo_without_patching import NX27017
 
     server = NX27017()
     problem = server.start()

@@ -53,41 +53,84 @@ def workload(client, name):
     return elapsed, heartbeat
 
 
-def start_nx_27017():
-    """Start nx-27017 on a free port; return (process, uri, scratch dir)."""
-    script = os.path.join(os.path.dirname(sys.executable), "nx-27017")
-    if not os.access(script, os.X_OK):
-        sys.exit("nx-27017 is not installed here: pip install nx-27017, or pass a MongoDB URI")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    scratch = tempfile.TemporaryDirectory(prefix="offload-demo-")
-    log, pid = os.path.join(scratch.name, "nx.log"), os.path.join(scratch.name, "nx.pid")
-    files = ["--log-file", log, "--pid-file", pid]
-    proc = subprocess.Popen(
-        [script, "--db", "memory", "--host", "127.0.0.1", "-p", str(port), *files],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"mongodb://127.0.0.1:{port}/?directConnection=true", scratch
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("nx-27017 did not start")
+class NX27017:
+    """One nx-27017 process with an in-memory database on a free loopback port.
+
+    The tests and the benchmarks start their server with this class too.
+    """
+
+    START_TIMEOUT = 30.0
+
+    def __init__(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = tempfile.TemporaryDirectory(prefix="offload-nx-")
+        self.proc = None
+
+    @property
+    def uri(self):
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    @staticmethod
+    def script():
+        """The nx-27017 console script of this interpreter's environment, or None."""
+        path = os.path.join(os.path.dirname(sys.executable), "nx-27017")
+        return path if os.access(path, os.X_OK) else None
+
+    def start(self):
+        """Start it; return None when it listens, else the reason it does not."""
+        script = self.script()
+        if script is None:
+            return f"nx-27017 is not installed beside {sys.executable}: pip install nx-27017, or pass a URI"
+        files = [
+            "--log-file",
+            os.path.join(self.dir.name, "nx.log"),
+            "--pid-file",
+            os.path.join(self.dir.name, "nx.pid"),
+        ]
+        self.proc = subprocess.Popen(
+            [script, "--db", "memory", "--host", "127.0.0.1", "-p", str(self.port), *files],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + self.START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace")[-2000:]
+                return f"nx-27017 exited with {self.proc.returncode}: {err}"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return None
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        return f"nx-27017 did not listen on port {self.port} within {self.START_TIMEOUT:.0f}s"
+
+    def stop(self):
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # nx-27017 sometimes ignores SIGTERM: then kill it
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc is not None:
+            proc.stderr.close()
+        self.dir.cleanup()
 
 
 def main(argv):
-    proc = scratch = None
+    server = None
     if len(argv) > 1:
         uri = argv[1]
     else:
-        proc, uri, scratch = start_nx_27017()
+        server = NX27017()
+        problem = server.start()
+        if problem:
+            sys.exit(problem)
+        uri = server.uri
     try:
         rows = []
         plain = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
@@ -96,14 +139,8 @@ def main(argv):
         with MongoClient(uri, serverSelectionTimeoutMS=10000) as client:
             rows.append(("offload.mongo",) + workload(client, "offload"))
     finally:
-        if proc is not None:
-            proc.terminate()  # nx-27017 sometimes ignores SIGTERM: then kill it
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            scratch.cleanup()
+        if server is not None:
+            server.stop()
 
     print(f"{GREENLETS} greenlets insert and read {DOCS_EACH} documents each while one scans {SCAN_DOCS};")
     print("nothing is monkey-patched; a 1 ms heartbeat measures how long the hub freezes.\n")

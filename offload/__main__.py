@@ -9,18 +9,39 @@ patching therefore runs again in a fresh interpreter that patches first.
 import argparse
 import sys
 
+from offload._version import __version__
+
 COMMANDS = {"doctor": "measure whether database drivers block the gevent hub"}
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m offload",
+        usage="python -m offload [--version] COMMAND [ARGS...]",
         description="offload's command line.",
-        epilog="commands: " + "; ".join(f"{name}: {text}" for name, text in COMMANDS.items()),
+        epilog="commands:\n"
+        + "\n".join(f"  {name:10} {text}" for name, text in COMMANDS.items())
+        + "\n\n'python -m offload COMMAND --help' describes a command's own arguments.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=tuple(COMMANDS), help="what to run")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments (try --help)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--version", action="version", version=f"offload {__version__}")
+    parser.add_argument("command", metavar="COMMAND", help="what to run: " + ", ".join(COMMANDS))
+    parser.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run a command; the process exit code (2 for a usage error)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    if not argv:
+        parser.print_usage(sys.stderr)
+        commands = ", ".join(COMMANDS)
+        print(f"python -m offload: error: name a command: {commands} (try --help)", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    if args.command not in COMMANDS:
+        parser.error(f"unknown command {args.command!r}: the commands are {', '.join(COMMANDS)}")
     from offload.doctor import main as doctor
 
     return doctor(args.args, prog=f"python -m offload {args.command}")

@@ -7,6 +7,7 @@ blocked the hub -- the answer to "after monkey patching, does my driver
 still block?", measured instead of guessed.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -24,8 +25,10 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    # The smallest value with at least q% of the values at or below it; the
+    # epsilon keeps float noise (0.07 * 100 = 7.000000000000001) off the next rank.
+    rank = math.ceil(q / 100 * len(ordered) - 1e-9) - 1
+    return ordered[min(len(ordered) - 1, max(0, rank))]
 
 
 class Heartbeat:
@@ -74,8 +77,11 @@ class Heartbeat:
         interval = self.interval
         lags, times = self.lags, self.times
         sleep = gevent.sleep
+        me = gevent.getcurrent()
         while True:
             sleep(interval)
+            if self._glet is not me:  # stopped while this tick's timer was due: not a tick
+                return
             now = perf_counter()
             lags.append(max(0.0, now - self._due))
             times.append(now)

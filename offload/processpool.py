@@ -51,7 +51,7 @@ __all__ = [
     "get_default_process_pool",
 ]
 
-_pools = ForkRegistry()
+_pools: "ForkRegistry[ProcessPool]" = ForkRegistry()
 
 
 class ProcessWork(NamedTuple):

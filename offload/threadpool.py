@@ -66,7 +66,7 @@ class _WorkerLocal(native.local):
 
 
 _tls = _WorkerLocal()
-_pools = ForkRegistry()
+_pools: "ForkRegistry[ThreadPool]" = ForkRegistry()
 
 
 def default_size() -> int:

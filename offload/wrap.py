@@ -7,12 +7,12 @@ whatever thread the executor uses and woken through the hub bridge, so that
 waiting blocks only the calling greenlet.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, Generic, TypeVar
 
 from ._core import native
-from ._core.checks import check_callable, name_of
+from ._core.checks import check_callable, check_count, check_timeout, name_of
 from .defaults import get_default_pool
 from .future import Future
 
@@ -71,6 +71,15 @@ class ExecutorFacade(futures.Executor, Generic[_E]):
         outer.add_done_callback(self._forget)
         outer._inner.add_done_callback(lambda inner: _mirror(outer, inner))  # type: ignore[attr-defined]
         return outer
+
+    def map(
+        self, fn: Callable[..., _T], *iterables: Any, timeout: float | None = None, chunksize: int = 1
+    ) -> Iterator[_T]:
+        """Like :func:`map`, each call submitted through the façade; results in order."""
+        check_callable(fn)
+        timeout = check_timeout(timeout)
+        check_count("chunksize", chunksize, 1)
+        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def _forget(self, future):
         with self._lock:

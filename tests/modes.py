@@ -11,12 +11,8 @@ import textwrap
 
 import pytest
 
-PATCHES = {
-    "none": "",
-    "all": "from gevent import monkey; monkey.patch_all()",
-    "nothread": "from gevent import monkey; monkey.patch_all(thread=False)",
-    "socket": "from gevent import monkey; monkey.patch_socket()",
-}
+# One table of patching modes: the doctor's --patch choices are these same modes.
+from offload.doctor import PATCHES  # noqa: E402
 
 ALL_MODES = tuple(PATCHES)
 

@@ -10,8 +10,7 @@ import sys
 import modes
 import pytest
 import services
-
-from offload.doctor import redact
+from mongo_server import mongo_server_info, mongo_uri  # noqa: F401
 
 SECRET = "d0ctorS3cretXyz"
 
@@ -30,11 +29,32 @@ def doctor(*args, timeout=90):
     return proc
 
 
-def _require(postgres=False, redis=False):
+def _require(postgres=False, redis=False, mysql=False):
     if postgres and not services.port_open("127.0.0.1", 5432):
         services.unavailable("PostgreSQL on 127.0.0.1:5432")
     if redis and not services.port_open("127.0.0.1", 6379):
         services.unavailable("Redis on 127.0.0.1:6379")
+    if mysql and not services.port_open("127.0.0.1", 3306):
+        services.unavailable("MariaDB on 127.0.0.1:3306")
+
+
+MYSQL_URL = "mysql://{user}@{host}:{port}/{database}".format(**services.MYSQL)
+
+# What the doctor advises when nothing is patched: one fix per kind of driver,
+# the same kind of advice for the pure-Python ones.
+UNPATCHED_ADVICE = {
+    "time.sleep": "blocks the hub (time is not patched): use gevent.sleep(), or patch_all()",
+    "psycopg2": "blocks the hub (C driver: libpq waits in C): use offload.dbapi.connect() / ConnectionPool "
+    "(or psycogreen's wait callback, which makes psycopg2's own calls cooperative)",
+    "psycopg": "blocks the hub (psycopg 3 waits with wait_c, in C): import psycopg after patch_all() "
+    "(it then waits through gevent), or use offload.dbapi.connect() / ConnectionPool",
+    "sqlite3": "blocks the hub (C library: the query runs in C): "
+    "use offload.dbapi.connect() / ConnectionPool",
+    "PyMySQL": "blocks the hub (pure Python, socket not patched): patch_all() makes it cooperative, "
+    "or use offload.dbapi.connect() / ConnectionPool",
+    "redis-py": "blocks the hub (pure Python, socket not patched): patch_all() makes it cooperative, "
+    "or run its calls through offload.Proxy",
+}
 
 
 @pytest.fixture
@@ -57,25 +77,32 @@ def _rows(report):
 
 
 def test_unpatched_end_to_end(sqlite_file):
-    _require(postgres=True, redis=True)
+    _require(postgres=True, redis=True, mysql=True)
     before = _digest(sqlite_file)
     dsn = f"{services.POSTGRES_DSN} password={SECRET}"  # trust auth: the password is not needed
-    proc = doctor(
-        "--patch", "none", "--json", "--postgres", dsn, "--sqlite", str(sqlite_file),
-        "--redis", services.REDIS_URL,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    assert report["patching"]["patched"] == "none"
-    assert report["patching"]["select_epoll"] is True
-    rows = _rows(report)
-    for driver in ("psycopg2", "sqlite3", "redis-py", "time.sleep"):
-        row = rows[driver]
-        assert row["patched"] is False
-        assert row["blocks_directly"] is True, row
-        assert row["max_lag_direct"] > 0.1, row
-        assert row["max_lag_offload"] < 0.1, row
-        assert "offload" in row["advice"] or "patch_all" in row["advice"]
+    wrong = []
+    # On a loaded machine even an offloaded call's heartbeat can be late (the
+    # advice then changes): the advice must be exactly right in one of three runs.
+    for _attempt in range(3):
+        proc = doctor(
+            "--patch", "none", "--json", "--postgres", dsn, "--sqlite", str(sqlite_file),
+            "--redis", services.REDIS_URL, "--mysql", MYSQL_URL,
+        )
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["patching"]["patched"] == "none"
+        assert report["patching"]["select_epoll"] is True
+        rows = _rows(report)
+        assert set(rows) == set(UNPATCHED_ADVICE)
+        for row in rows.values():
+            assert row["patched"] is False
+            assert row["blocks_directly"] is True, row
+            assert row["max_lag_direct"] > 0.1, row
+            assert row["max_lag_offload"] < 0.1, row
+        wrong = [(d, rows[d]["advice"]) for d, want in UNPATCHED_ADVICE.items() if rows[d]["advice"] != want]
+        if not wrong:
+            break
+    assert not wrong
     assert "password=***" in rows["psycopg2"]["target"]
     assert _digest(sqlite_file) == before  # opened read-only
 
@@ -93,6 +120,7 @@ def test_patch_all_text_table(sqlite_file):
     table = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     # A C driver blocks whatever is patched; a pure-Python one is cooperative.
     assert table["psycopg2"][1:3] == ["no", "yes"], out
+    assert table["psycopg"][1:3] == ["yes", "no"], out  # psycopg 3 imported after patching: cooperative
     assert table["sqlite3"][1:3] == ["no", "yes"], out
     assert table["redis-py"][1:3] == ["yes", "no"], out
     assert table["time.sleep"][1:3] == ["yes", "no"], out
@@ -146,24 +174,59 @@ def test_bad_arguments_are_usage_errors():
 def test_mysql_with_pymysql():
     if not services.port_open("127.0.0.1", 3306):
         services.unavailable("MariaDB on 127.0.0.1:3306")
-    m = services.MYSQL
-    proc = doctor("--json", "--mysql", f"mysql://{m['user']}@{m['host']}:{m['port']}/{m['database']}")
+    proc = doctor("--json", "--mysql", MYSQL_URL)
     assert proc.returncode == 0, proc.stderr
     row = _rows(json.loads(proc.stdout))["PyMySQL"]
     assert row["patched"] is True and row["blocks_directly"] is False  # patch_all makes it cooperative
 
 
-@pytest.mark.parametrize(
-    "target, shown",
-    [
-        ("host=db user=app password=hunter2 dbname=x", "host=db user=app password=*** dbname=x"),
-        ("host=db password = 'a b\\'c' port=1", "host=db password=*** port=1"),
-        ("postgresql://app:hunter2@db:5432/x", "postgresql://app:***@db:5432/x"),
-        ("redis://:hunter2@db:6379/0", "redis://:***@db:6379/0"),
-        ("mongodb://app@db/?password=hunter2&w=1", "mongodb://app@db/?password=***&w=1"),
-        ("mysql://app@db/x", "mysql://app@db/x"),
-        ("/var/lib/app.db", "/var/lib/app.db"),
-    ],
-)
-def test_redact(target, shown):
-    assert redact(target) == shown
+def test_no_targets_gives_a_hint_and_the_environment():
+    proc = doctor("--patch", "none")
+    assert proc.returncode == 0, proc.stderr
+    assert "no database given: point the doctor at yours with --postgres DSN, --mysql URL" in proc.stdout
+    assert "environment (this interpreter; call offload.doctor.environment() inside your app):" in proc.stdout
+    assert "[ok] free-threading: CPython with the GIL" in proc.stdout
+    report = json.loads(doctor("--patch", "none", "--json").stdout)
+    assert report["targets_given"] is False
+    assert [f["check"] for f in report["environment"]] == [
+        "psycopg3", "psycogreen", "uwsgi-threads", "uwsgi-fork", "fork", "free-threading", "gevent-2213",
+        "gevent-threadpool",
+    ]
+
+
+def test_patch_nothread():
+    report = json.loads(doctor("--patch", "nothread", "--json").stdout)
+    assert report["patching"]["patched"] == "partial"
+    assert report["patching"]["threads_are_greenlets"] is False
+    assert _rows(report)["time.sleep"]["patched"] is True
+
+
+def test_command_line_usage_and_version():
+    env = dict(os.environ, PYTHONPATH=modes.ROOT)
+
+    def cli(*args):
+        argv = [sys.executable, "-m", "offload", *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
+    bare = cli()
+    assert bare.returncode == 2
+    assert bare.stderr == (
+        "usage: python -m offload [--version] COMMAND [ARGS...]\n"
+        "python -m offload: error: name a command: doctor (try --help)\n"
+    )
+    from offload import __version__
+
+    for args in (["--version"], ["doctor", "--version"]):
+        proc = cli(*args)
+        assert (proc.returncode, proc.stdout) == (0, f"offload {__version__}\n")
+    unknown = cli("doctr")
+    assert unknown.returncode == 2 and "unknown command 'doctr': the commands are doctor" in unknown.stderr
+
+
+def test_mongo_against_nx_27017_gives_a_row_that_says_why_nothing_was_measured(mongo_uri):  # noqa: F811
+    proc = doctor("--json", "--mongo", mongo_uri)
+    assert proc.returncode == 0, proc.stderr
+    row = _rows(json.loads(proc.stdout))["PyMongo"]
+    assert row["patched"] is True and row["blocks_directly"] is None
+    assert row["advice"].startswith("not measured: the server has no server-side sleep the doctor can use")
+    assert row["advice"].endswith("PyMongo is pure Python on gevent sockets: cooperative")

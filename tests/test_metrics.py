@@ -38,6 +38,7 @@ def test_a_scrape_of_a_real_metrics_endpoint_shows_each_pool():
     finally:
         pool.shutdown()
         server.shutdown()
+        server.server_close()
     samples = {}
     for family in text_string_to_metric_families(body):
         for sample in family.samples:

@@ -114,30 +114,54 @@ def _loop_env(loop):
     return {"GEVENT_LOOP": loop} if loop else None
 
 
+def _observed(got, key, expected):
+    """What was printed for *key*; for a range ``"low <= x < high"``, the range
+    itself when the (first) number printed lies inside it."""
+    printed = got.get(key)
+    if " <= x < " not in expected:
+        return printed
+    low, high = (float(bound) for bound in expected.split(" <= x < "))
+    try:
+        value = float(printed.split()[0])
+    except (AttributeError, IndexError, ValueError):
+        return printed
+    return expected if low <= value < high else printed
+
+
+# What test_core_behaviour expects to see, one entry per printed guarantee.
+EXPECTED = {
+    "real_threads": "True",  # 1. real OS threads, never the hub's
+    "overlap_elapsed": "0 <= x < 0.6",  # 2. four 0.2 s calls overlap (serial: 0.8 s) ...
+    "ticks": "10 <= x < inf",  # ... while the hub keeps ticking
+    "max_lag": "0 <= x < 0.15",
+    "join_idle": "0 <= x < 0.1",  # hub.join() returns at once when idle ...
+    "join_busy": "0.1 <= x < 2",  # ... and waits for a call in flight,
+    "join_busy_dead": "True",  # which has ended by then
+    "plain_thread": "ok",  # 3. callers on a plain thread, another hub, a worker
+    "other_hub": "ok",
+    "inline": "ok",
+    "cancelled_ran": "[]",  # 4. a queued call whose waiter gave up never runs
+    "usable_after": "ok",
+    "worker_frame": "True",  # 5. exceptions keep the worker's frames; BaseExceptions arrive
+    "base_SystemExit": "True",
+    "base_KeyboardInterrupt": "True",
+    "base_Timeout": "True",
+    "contextvar": "caller",  # 6. contextvars reach the worker
+    "backpressure_done": "8 8",  # 7. max_queue drops nothing ...
+    "backpressure_ticks": "5 <= x < inf",  # ... and submit waits cooperatively
+    "stderr": "",  # failures delivered to callers are never printed by the hub (gevent#617)
+}
+
+
 @pytest.mark.parametrize("mode, loop", LOOPS)
 def test_core_behaviour(mode, loop):
     out, err = modes.run_full(mode, BEHAVIOUR, env=_loop_env(loop))
     got = modes.lines(out)
-    assert got["real_threads"] == "True"
-    # Four 0.2 s calls overlap (serial would be 0.8 s) and the hub kept ticking.
-    assert float(got["overlap_elapsed"]) < 0.6
-    assert int(got["ticks"]) >= 10
-    assert float(got["max_lag"]) < 0.15
-    assert float(got["join_idle"]) < 0.1
-    join_busy, dead = got["join_busy"].split()
-    assert 0.1 < float(join_busy) < 2 and dead == "True"
-    assert got["plain_thread"] == "ok"
-    assert got["other_hub"] == "ok"
-    assert got["inline"] == "ok"
-    assert got["cancelled_ran"] == "[]"
-    assert got["usable_after"] == "ok"
-    assert got["worker_frame"] == "True"
-    assert got["base_SystemExit"] == got["base_KeyboardInterrupt"] == got["base_Timeout"] == "True"
-    assert got["contextvar"] == "caller"
-    assert got["backpressure_done"] == "8 8"
-    assert int(got["backpressure_ticks"]) >= 5
-    # Failures delivered to callers are never printed by the hub (gevent#617).
-    assert err == ""
+    got["join_busy_dead"] = got.get("join_busy", "").partition(" ")[2]
+    got["stderr"] = err[-2000:]
+    seen = {key: _observed(got, key, expected) for key, expected in EXPECTED.items()}
+    # One comparison: a failure lists every broken guarantee, not the first.
+    assert seen == EXPECTED
 
 
 FORK = r"""

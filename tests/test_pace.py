@@ -50,6 +50,7 @@ def test_latency_bound_calls_grow_the_pool():
     assert elapsed < 0.6, elapsed
 
 
+@pytest.mark.timing
 def test_a_saturated_server_keeps_the_pool_near_its_floor():
     # One server thread serving requests one at a time, in order, 2 ms each:
     # with more threads each call only waits longer in its queue.
@@ -85,6 +86,7 @@ def test_a_saturated_server_keeps_the_pool_near_its_floor():
     assert grown <= 2 * FLOOR, grown
 
 
+@pytest.mark.timing
 def test_the_pool_never_grows_past_its_callers():
     # Quick calls keep earning threads, but 24 greenlets never have more than
     # 24 calls in flight: a thread more would only idle.  (The queue briefly
@@ -99,6 +101,7 @@ def test_the_pool_never_grows_past_its_callers():
     assert 16 < workers <= 24, workers
 
 
+@pytest.mark.timing
 def test_calls_that_keep_the_hub_waiting_for_the_gil_stop_the_growth():
     # Each call runs 0.5 ms of Python, holding the GIL, then waits 2 ms: a
     # pure-Python driver.  Five threads keep the GIL busy; beyond that a

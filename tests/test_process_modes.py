@@ -16,7 +16,7 @@ SNIPPET = """
 import os, pickle, signal, threading, time
 import gevent, psutil
 import offload
-from test_process import add, decorated_square, die, getpid, sleep_then, spin, touch
+from children import add, decorated_square, die, getpid, sleep_then, spin, touch
 
 pool = offload.ProcessPool(2)
 print("add=", pool.call(add, 1, 2))

@@ -2,6 +2,7 @@
 
 import collections
 import io
+import time
 
 import gevent
 import pytest
@@ -109,7 +110,10 @@ def test_method_calls_overlap_and_keep_the_hub_running(pool):
 
     proxy = Proxy(Slow(), pool=pool)
     with offload.Heartbeat(0.005) as hb:
+        started = time.perf_counter()
         gevent.joinall([gevent.spawn(proxy.work) for _ in range(2)])
+        elapsed = time.perf_counter() - started
+    assert elapsed < 0.35, elapsed  # one after the other would take 0.4 s
     assert len(hb.lags) >= 10 and hb.max_lag < 0.15
 
 

@@ -1,15 +1,18 @@
 """wrap_executor over real foreign executors: a Dask LocalCluster, loky, stdlib.
 
 The executors complete their futures on threads of their own; the façade
-must wake only the waiting greenlet, and the hub must keep ticking.
+must wake only the waiting greenlet, and the hub must keep ticking.  What
+the façade promises like every offload pool (over a ThreadPoolExecutor) is
+in test_executor_contract.py.
 """
 
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import gevent
+import psutil
 import pytest
-from test_process import add, fail, getpid, sleep_then, spin, timed_sleep
+from children import add, fail, getpid, sleep_then, spin, timed_sleep
 
 import offload
 
@@ -78,7 +81,9 @@ def test_loky_reusable_executor():
     executor = loky.get_reusable_executor(max_workers=2)
     facade = offload.wrap_executor(executor)
     pids = _check_facade(facade, os.getpid())
-    assert len(pids) >= 1
+    # The calls ran in loky's workers: processes this one started.
+    ours = {child.pid for child in psutil.Process().children(recursive=True)}
+    assert pids and pids <= ours, (pids, ours)
     with pytest.raises(gevent.Timeout):
         with gevent.Timeout(0.2):
             facade.call(sleep_then, 1.0)
@@ -97,16 +102,6 @@ def test_stdlib_thread_pool_executor():
             future.result(timeout=10)
         facade.shutdown(wait=True)
         assert executor._shutdown
-
-
-def test_shutdown_cancel_futures_on_any_executor():
-    executor = ThreadPoolExecutor(1)
-    facade = offload.wrap_executor(executor)
-    busy = facade.submit(sleep_then, 0.3, "busy")
-    queued = [facade.submit(add, i, i) for i in range(3)]
-    facade.shutdown(wait=True, cancel_futures=True)
-    assert busy.result() == "busy"
-    assert all(f.cancelled() for f in queued)
 
 
 def test_wrap_executor_arguments():

@@ -48,7 +48,10 @@ class _ForksAware(Protocol):
     def _after_fork(self) -> None: ...
 
 
-class ForkRegistry:
+_F = TypeVar("_F", bound=_ForksAware)
+
+
+class ForkRegistry(Generic[_F]):
     """A weak set of objects whose ``_after_fork()`` runs in every forked child.
 
     Only the forking thread exists in the child, so whatever the objects'
@@ -57,13 +60,13 @@ class ForkRegistry:
     """
 
     def __init__(self) -> None:
-        self._objects: weakref.WeakSet[_ForksAware] = weakref.WeakSet()
+        self._objects: weakref.WeakSet[_F] = weakref.WeakSet()
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
-    def add(self, obj: _ForksAware) -> None:
+    def add(self, obj: _F) -> None:
         self._objects.add(obj)
 
-    def __iter__(self) -> "Iterator[_ForksAware]":
+    def __iter__(self) -> Iterator[_F]:
         return iter(list(self._objects))
 
     def _after_fork_in_child(self) -> None:

@@ -38,20 +38,18 @@ class OffloadCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         pools = snapshot()
-        for key in _GAUGES:
-            gauge = GaugeMetricFamily(
-                f"offload_pool_{key}", f"the pool's {key.replace('_', ' ')}", labels=_LABELS
-            )
+        families = [
+            (GaugeMetricFamily, f"offload_pool_{key}", f"the pool's {key.replace('_', ' ')}", key)
+            for key in _GAUGES
+        ] + [
+            (CounterMetricFamily, f"offload_pool_calls_{key}", f"calls {key} since the pool was made", key)
+            for key in _COUNTERS
+        ]
+        for family_type, name, documentation, key in families:
+            family = family_type(name, documentation, labels=_LABELS)
             for pool in pools:
-                gauge.add_metric([pool.name, pool.kind], pool.stats[key])
-            yield gauge
-        for key in _COUNTERS:
-            counter = CounterMetricFamily(
-                f"offload_pool_calls_{key}", f"calls {key} since the pool was made", labels=_LABELS
-            )
-            for pool in pools:
-                counter.add_metric([pool.name, pool.kind], pool.stats[key])
-            yield counter
+                family.add_metric([pool.name, pool.kind], pool.stats[key])
+            yield family
         for key, what, total in (("wait", "waited in the queue", "wait_time"), ("run", "ran", "run_time")):
             histogram = HistogramMetricFamily(
                 f"offload_pool_{key}_seconds", f"seconds calls {what}", labels=_LABELS

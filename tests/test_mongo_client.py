@@ -1,7 +1,9 @@
-"""offload.mongo against a real wire-protocol server, with no monkey patching.
+"""offload.mongo's client objects against a real wire-protocol server, with no monkey patching.
 
-The server is nx-27017 (or ``OFFLOAD_TEST_MONGODB_URI``), see mongo_server.py.
-Pool hops are counted with the pool's ``submitted`` statistic.
+MongoClient, Database, Collection and ClientSession: what runs where, the
+client's own pool, CRUD, sessions, errors, and many greenlets on one client.
+The server is nx-27017 (or ``OFFLOAD_TEST_MONGODB_URI``), see mongo_server.py;
+pool hops are counted with the pool's ``submitted`` statistic.
 """
 
 import socket
@@ -12,7 +14,7 @@ import traceback
 import gevent
 import pymongo
 import pytest
-from mongo_server import mongo_server_info, mongo_uri  # noqa: F401
+from mongo_server import client, coll, hops, mongo_pool, mongo_server_info, mongo_uri  # noqa: F401
 from pymongo import DeleteOne, InsertOne, UpdateOne
 from pymongo.errors import (
     AutoReconnect,
@@ -25,45 +27,11 @@ from pymongo.errors import (
 import offload
 from offload import mongo
 
-pytest.importorskip("gridfs")
-import gridfs  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def pool():
-    p = offload.ThreadPool(8, name="test-mongo")
-    yield p
-    p.shutdown()
-
-
-@pytest.fixture(scope="module")
-def client(mongo_server_info, pool):  # noqa: F811
-    uri, reason = mongo_server_info
-    if reason is not None:
-        yield None
-        return
-    c = mongo.MongoClient(uri, serverSelectionTimeoutMS=5000, pool=pool)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def coll(request, client, mongo_uri):  # noqa: F811
-    c = client.offload_tests[request.node.name.replace("[", "_").replace("]", "")]
-    c.drop()
-    yield c
-    c.drop()
-
-
-def hops(pool):
-    return pool.stats()["submitted"]
-
-
 # -- what runs where -----------------------------------------------------------
 
 
-def test_access_without_io_stays_inline(client, coll, pool):
-    before = hops(pool)
+def test_access_without_io_stays_inline(client, coll, mongo_pool):  # noqa: F811
+    before = hops(mongo_pool)
     db = client.offload_tests
     objects = [
         db,
@@ -77,7 +45,7 @@ def test_access_without_io_stays_inline(client, coll, pool):
     ]
     cursor = coll.find({"x": 1}).sort("x").skip(1).limit(5).batch_size(2).max_time_ms(1000).comment("c")
     sliced = coll.find()[2:4]
-    assert hops(pool) == before
+    assert hops(mongo_pool) == before
     assert [type(o) for o in objects] == [mongo.Database] * 3 + [mongo.Collection] * 5
     assert type(cursor) is mongo.Cursor and type(sliced) is mongo.Cursor
     assert cursor.alive and cursor.retrieved == 0
@@ -85,19 +53,19 @@ def test_access_without_io_stays_inline(client, coll, pool):
     assert db.name == "offload_tests" and coll.full_name.startswith("offload_tests.")
 
 
-def test_blocking_properties_and_methods_go_to_the_pool(client, coll, pool):
-    before = hops(pool)
+def test_blocking_properties_and_methods_go_to_the_pool(client, coll, mongo_pool):  # noqa: F811
+    before = hops(mongo_pool)
     host, port = client.address
-    assert hops(pool) == before + 1
+    assert hops(mongo_pool) == before + 1
     assert isinstance(port, int)
     assert client.is_primary is True
     assert (host, port) in client.nodes
     coll.insert_one({})
     assert coll.database.name in client.list_database_names()
-    assert hops(pool) == before + 5
+    assert hops(mongo_pool) == before + 5
 
 
-def test_unwrap_and_proxies_as_arguments(client, coll):
+def test_unwrap_and_proxies_as_arguments(client, coll):  # noqa: F811
     real = offload.unwrap(client)
     assert type(real) is pymongo.MongoClient
     assert type(offload.unwrap(coll)) is pymongo.collection.Collection
@@ -108,12 +76,12 @@ def test_unwrap_and_proxies_as_arguments(client, coll):
         assert coll.find_one({"a": 1}, session=session)["a"] == 1
 
 
-def test_driver_info_names_offload(mongo_uri, pool):  # noqa: F811
-    c = mongo.MongoClient(mongo_uri, pool=pool)
+def test_driver_info_names_offload(mongo_uri, mongo_pool):  # noqa: F811
+    c = mongo.MongoClient(mongo_uri, pool=mongo_pool)
     assert "offload" in offload.unwrap(c).options.pool_options.metadata["driver"]["name"]
     c.close()
     mine = pymongo.driver_info.DriverInfo("myapp", "1.0")
-    c = mongo.MongoClient(mongo_uri, pool=pool, driver=mine)
+    c = mongo.MongoClient(mongo_uri, pool=mongo_pool, driver=mine)
     name = offload.unwrap(c).options.pool_options.metadata["driver"]["name"]
     assert "myapp" in name and "offload" in name
     c.close()
@@ -142,22 +110,22 @@ def test_bad_arguments_fail_early(mongo_uri, client):  # noqa: F811
 
 def test_dedicated_pool_is_sized_to_max_pool_size_and_closed_with_the_client(mongo_uri):  # noqa: F811
     c = mongo.MongoClient(mongo_uri, maxPoolSize=3, serverSelectionTimeoutMS=5000)
-    own = c._offload_pool
+    own = c._offload_runner.pool
     assert isinstance(own, offload.ThreadPool) and own.max_workers == 3
     assert c.offload_tests.sized.find_one() is None
     c.close()
     assert "shut down" in repr(own)
-    with pytest.raises(InvalidOperation):  # PyMongo's own error, not the pool's
+    with pytest.raises(InvalidOperation):  # PyMongo's own error, not the mongo_pool's
         c.offload_tests.sized.find_one()
     with mongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000) as c2:
-        assert c2._offload_pool.max_workers == 100  # PyMongo's default maxPoolSize
+        assert c2._offload_runner.pool.max_workers == 100  # PyMongo's default maxPoolSize
         c2.admin.command("ping")
 
 
 def test_dedicated_pool_does_not_start_a_thread_per_greenlet_for_a_busy_server(mongo_uri, coll):  # noqa: F811
     # 100 greenlets keep the (local, single-process) server busy: calls only
-    # get slower with more threads, and the adaptive pool stays far below the
-    # 100 threads an eager pool would start.
+    # get slower with more threads, and the adaptive mongo_pool stays far below the
+    # 100 threads an eager mongo_pool would start.
     coll.insert_many([{"_id": i} for i in range(10)])
     with mongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000) as c:
         one = c[coll.database.name][coll.name]
@@ -167,11 +135,11 @@ def test_dedicated_pool_does_not_start_a_thread_per_greenlet_for_a_busy_server(m
                 assert one.find_one({"_id": (k + j) % 10}) is not None
 
         gevent.joinall([gevent.spawn(find_ones, k) for k in range(100)], raise_error=True)
-        workers = c._offload_pool.stats()["workers"]
+        workers = c._offload_runner.pool.stats()["workers"]
     assert workers <= 50, workers
 
 
-def _nodes_after(client, seconds):
+def _nodes_after(client, seconds):  # noqa: F811
     deadline = time.monotonic() + seconds
     while not client.nodes and time.monotonic() < deadline:
         gevent.sleep(0.05)
@@ -179,12 +147,12 @@ def _nodes_after(client, seconds):
 
 
 @pytest.mark.parametrize("how", ["keyword", "uri"])
-def test_connect_false_is_honoured(mongo_uri, pool, how):  # noqa: F811
+def test_connect_false_is_honoured(mongo_uri, mongo_pool, how):  # noqa: F811
     if how == "keyword":
-        lazy = mongo.MongoClient(mongo_uri, connect=False, pool=pool)
+        lazy = mongo.MongoClient(mongo_uri, connect=False, pool=mongo_pool)
     else:
-        lazy = mongo.MongoClient(mongo_uri + "&connect=false", pool=pool)
-    eager = mongo.MongoClient(mongo_uri, pool=pool)  # connects in the background, as PyMongo does
+        lazy = mongo.MongoClient(mongo_uri + "&connect=false", pool=mongo_pool)
+    eager = mongo.MongoClient(mongo_uri, pool=mongo_pool)  # connects in the background, as PyMongo does
     try:
         assert _nodes_after(eager, 10)
         assert not _nodes_after(lazy, 0.3)
@@ -198,7 +166,7 @@ def test_connect_false_is_honoured(mongo_uri, pool, how):  # noqa: F811
 # -- CRUD and friends --------------------------------------------------------------
 
 
-def test_crud(coll):
+def test_crud(coll):  # noqa: F811
     assert coll.insert_one({"_id": 1, "n": 1}).inserted_id == 1
     assert coll.insert_many([{"_id": i, "n": i} for i in range(2, 11)]).inserted_ids == list(range(2, 11))
     assert coll.find_one({"_id": 3}) == {"_id": 3, "n": 3}
@@ -215,7 +183,7 @@ def test_crud(coll):
     assert coll.count_documents({}) == 7
 
 
-def test_bulk_write(coll):
+def test_bulk_write(coll):  # noqa: F811
     result = coll.bulk_write(
         [
             InsertOne({"_id": 1}),
@@ -228,20 +196,7 @@ def test_bulk_write(coll):
     assert list(coll.find()) == [{"_id": 1, "x": 1}]
 
 
-def test_aggregate_returns_a_batched_command_cursor(coll, pool):
-    coll.insert_many([{"g": i % 3, "v": i} for i in range(300)])
-    pipeline = [{"$match": {"v": {"$lt": 30}}}, {"$group": {"_id": "$g", "total": {"$sum": "$v"}}}]
-    cursor = coll.aggregate(pipeline)
-    assert type(cursor) is mongo.CommandCursor
-    assert sorted((d["_id"], d["total"]) for d in cursor) == [(0, 135), (1, 145), (2, 155)]
-    cursor = coll.aggregate([{"$sort": {"v": 1}}], batchSize=50)
-    before = hops(pool)
-    values = [d["v"] for d in cursor]
-    assert values == list(range(300))
-    assert hops(pool) - before <= 300 // 50 + 2
-
-
-def test_indexes(coll):
+def test_indexes(coll):  # noqa: F811
     name = coll.create_index("n", unique=True)
     assert isinstance(name, str)
     indexes = coll.list_indexes()
@@ -257,71 +212,10 @@ def test_indexes(coll):
     assert coll.count_documents({"n": 1}) == 2
 
 
-# -- cursors -----------------------------------------------------------------------
-
-
-def test_iteration_fetches_one_batch_per_hop(coll, pool):
-    coll.insert_many([{"i": i} for i in range(1000)])
-    before = hops(pool)
-    got = [d["i"] for d in coll.find({}, {"_id": 0}).sort("i").batch_size(100)]
-    assert got == list(range(1000))
-    assert hops(pool) - before <= 12  # 10 batches, and at most one empty getMore
-
-
-def test_cursors_get_a_bounded_default_batch_size(coll):
-    assert offload.unwrap(coll.find())._batch_size == mongo.DEFAULT_BATCH_SIZE
-    assert offload.unwrap(coll.find().batch_size(7))._batch_size == 7
-    assert offload.unwrap(coll.find_raw_batches())._batch_size == 0
-
-
-def test_to_list_and_next(coll, pool):
-    coll.insert_many([{"i": i} for i in range(250)])
-    cursor = coll.find().sort("i").batch_size(100)
-    assert cursor.next()["i"] == 0 and next(cursor)["i"] == 1
-    before = hops(pool)
-    assert [d["i"] for d in cursor.to_list(5)] == [2, 3, 4, 5, 6]  # from the buffer
-    assert hops(pool) == before
-    rest = cursor.to_list()
-    assert [d["i"] for d in rest] == list(range(7, 250))
-    assert cursor.to_list() == [] and not cursor.alive
-    with pytest.raises(StopIteration):
-        next(cursor)
-    with pytest.raises(ValueError):
-        coll.find().to_list(0)
-    assert coll.find().sort("i")[3]["i"] == 3
-    assert [d["i"] for d in coll.find().sort("i")[10:13]] == [10, 11, 12]
-
-
-def test_cursor_context_manager_closes(coll):
-    coll.insert_many([{"i": i} for i in range(50)])
-    with coll.find().batch_size(10) as cursor:
-        assert next(cursor)["i"] == 0
-        assert cursor.alive and cursor.cursor_id
-    # Closed on the server; as in PyMongo, the rest of the batch stays readable.
-    assert len(list(cursor)) == 9
-    assert not cursor.alive
-    cursor = coll.find().batch_size(10)
-    cursor.close()  # never started: no server cursor, no hop needed
-    assert list(cursor) == []
-
-
-def test_raw_batches(coll):
-    coll.insert_many([{"i": i} for i in range(30)])
-    batches = list(coll.find_raw_batches().sort("i").batch_size(10))
-    docs = [d for batch in batches for d in gridfs_free_decode(batch)]
-    assert [d["i"] for d in docs] == list(range(30))
-
-
-def gridfs_free_decode(batch):
-    import bson
-
-    return bson.decode_all(batch)
-
-
 # -- sessions and transactions -----------------------------------------------
 
 
-def test_sessions_and_transactions(client, coll):
+def test_sessions_and_transactions(client, coll):  # noqa: F811
     coll.insert_one({"_id": "seed"})  # the collection must exist before a transaction
     with client.start_session() as session:
         assert type(session) is mongo.ClientSession
@@ -347,86 +241,10 @@ def test_sessions_and_transactions(client, coll):
     assert sorted(d["_id"] for d in coll.find()) == ["callback", "committed", "seed"]
 
 
-# -- change streams ----------------------------------------------------------
-
-
-def test_change_stream_try_next_and_next(coll):
-    coll.insert_one({"setup": True})
-    with coll.watch(max_await_time_ms=100) as stream:
-        assert type(stream) is mongo.ChangeStream
-        assert stream.try_next() is None
-        coll.insert_one({"n": 1})
-        coll.insert_one({"n": 2})
-        change = None
-        for _ in range(50):
-            change = stream.try_next()
-            if change is not None:
-                break
-        assert change is not None and change["fullDocument"]["n"] == 1
-        assert next(stream)["fullDocument"]["n"] == 2
-        assert stream.alive
-    assert not stream.alive
-
-
-def test_change_stream_iteration_does_not_pin_a_worker(coll, pool):
-    coll.insert_one({"setup": True})
-    stream = coll.watch(max_await_time_ms=50)
-    waiter = gevent.spawn(next, stream)
-    gevent.sleep(0.3)
-    assert not waiter.ready()
-    assert pool.stats()["active"] <= 1  # polling: a worker only for one getMore at a time
-    assert coll.find_one({"setup": True}) is not None  # the pool still serves others
-    coll.insert_one({"n": 42})
-    assert waiter.get(timeout=10)["fullDocument"]["n"] == 42
-    stream.close()
-
-
-# -- GridFS ------------------------------------------------------------------------
-
-
-def test_gridfs_bucket(client):
-    bucket = mongo.GridFSBucket(client.offload_tests, bucket_name="bucket_test")
-    data = bytes(range(256)) * 4096  # 1 MiB, several chunks
-    file_id = bucket.upload_from_stream("one.bin", data, metadata={"k": "v"})
-    with bucket.open_upload_stream("two.bin") as upload:
-        upload.write(b"hello ")
-        upload.write(b"world")
-    download = bucket.open_download_stream(file_id)
-    assert download.length == len(data) and download.metadata == {"k": "v"}
-    assert download.read() == data
-    assert bucket.open_download_stream_by_name("two.bin").read() == b"hello world"
-    names = sorted(f.filename for f in bucket.find())
-    assert names == ["one.bin", "two.bin"]
-    for f in bucket.find():
-        bucket.delete(f._id)
-    with pytest.raises(gridfs.errors.NoFile):
-        bucket.open_download_stream(file_id)
-
-
-def test_gridfs_legacy(client, pool):
-    fs = mongo.GridFS(client.offload_tests, "legacy_test")
-    file_id = fs.put(b"line one\nline two\n", filename="lines.txt")
-    assert fs.exists(file_id) and "lines.txt" in fs.list()
-    out = fs.get(file_id)
-    before = hops(pool)
-    assert out.filename == "lines.txt" and out.length == 18  # metadata already loaded: inline
-    assert hops(pool) == before
-    lazy = mongo._GridOutProxy._offload_adopt(
-        gridfs.GridOut(offload.unwrap(client.offload_tests).legacy_test, file_id), client._offload_runner
-    )
-    assert lazy.filename == "lines.txt"  # loads the file document: in the pool
-    assert hops(pool) == before + 1
-    assert list(out) == [b"line one\n", b"line two\n"]
-    lazy = fs.get_last_version("lines.txt")
-    assert lazy.read() == b"line one\nline two\n"
-    fs.delete(file_id)
-    assert not fs.exists(file_id)
-
-
 # -- errors ------------------------------------------------------------------------
 
 
-def test_pymongo_errors_reach_the_caller_with_the_worker_traceback(coll):
+def test_pymongo_errors_reach_the_caller_with_the_worker_traceback(coll):  # noqa: F811
     coll.insert_one({"_id": 1})
     with pytest.raises(DuplicateKeyError) as info:
         coll.insert_one({"_id": 1})
@@ -438,10 +256,10 @@ def test_pymongo_errors_reach_the_caller_with_the_worker_traceback(coll):
         coll.aggregate([{"$noSuchStage": {}}])
 
 
-def test_server_selection_timeout(pool):
+def test_server_selection_timeout(mongo_pool):  # noqa: F811
     port = _closed_port()
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-    c = mongo.MongoClient(uri, serverSelectionTimeoutMS=200, pool=pool)
+    c = mongo.MongoClient(uri, serverSelectionTimeoutMS=200, pool=mongo_pool)
     with pytest.raises(ServerSelectionTimeoutError):
         c.db.coll.find_one()
     c.close()
@@ -501,7 +319,7 @@ class _Forwarder:
         self.cut()
 
 
-def test_auto_reconnect_when_the_connection_drops(mongo_uri, pool):  # noqa: F811
+def test_auto_reconnect_when_the_connection_drops(mongo_uri, mongo_pool):  # noqa: F811
     host, port = pymongo.uri_parser.parse_uri(mongo_uri)["nodelist"][0]
     relay = _Forwarder(host, port)
     c = mongo.MongoClient(
@@ -509,7 +327,7 @@ def test_auto_reconnect_when_the_connection_drops(mongo_uri, pool):  # noqa: F81
         retryReads=False,
         heartbeatFrequencyMS=60000,
         serverSelectionTimeoutMS=5000,
-        pool=pool,
+        pool=mongo_pool,
     )
     try:
         c.admin.command("ping")  # a pooled connection through the relay
@@ -524,7 +342,7 @@ def test_auto_reconnect_when_the_connection_drops(mongo_uri, pool):  # noqa: F81
 # -- concurrency and the hub -------------------------------------------------------
 
 
-def test_200_greenlets_share_one_client(coll):
+def test_200_greenlets_share_one_client(coll):  # noqa: F811
     coll.insert_many([{"_id": i, "v": i * i} for i in range(200)])
 
     def work(i):
@@ -538,7 +356,7 @@ def test_200_greenlets_share_one_client(coll):
     assert coll.count_documents({"seen": True}) == 200
 
 
-def test_plain_threads_can_use_the_proxies_too(coll):
+def test_plain_threads_can_use_the_proxies_too(coll):  # noqa: F811
     coll.insert_many([{"i": i} for i in range(300)])
     results = []
 
@@ -551,21 +369,3 @@ def test_plain_threads_can_use_the_proxies_too(coll):
     for t in threads:
         t.join(60)
     assert results == [(300, 300)] * 3
-
-
-def test_hub_keeps_ticking_during_large_finds(client, coll, mongo_uri):  # noqa: F811
-    coll.insert_many([{"i": i, "pad": "x" * 200} for i in range(20000)])
-    with offload.Heartbeat(0.005) as beat:
-        jobs = [gevent.spawn(lambda: sum(1 for _ in coll.find())) for _ in range(2)]
-        gevent.joinall(jobs, raise_error=True)
-    assert [j.value for j in jobs] == [20000, 20000]
-    # Plain PyMongo in a greenlet freezes the hub for the whole find.
-    plain = pymongo.MongoClient(mongo_uri)
-    try:
-        blocked = offload.probe(lambda: sum(1 for _ in plain[coll.database.name][coll.name].find()))
-    finally:
-        plain.close()
-    assert blocked.value == 20000
-    assert blocked.max_lag > 0.1
-    assert beat.max_lag < max(0.1, blocked.max_lag / 5), (beat.max_lag, blocked.max_lag)
-    assert len(beat.lags) > 10
