@@ -174,6 +174,7 @@ def _serve(tmp_path, argv, head, prefix):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stderr.close()
 
 
 GUNICORN_HEAD = """

@@ -268,16 +268,17 @@ def test_a_waiter_that_gives_up_on_a_queued_call_cancels_it(make, tmp_path):
 
 def test_a_running_call_whose_waiter_gives_up_finishes_and_frees_nothing_early(make, tmp_path):
     one = make(1)
+    one.call(add, 0, 0)  # the worker exists, so the call below starts at once
     path = tmp_path / "late"
-    with pytest.raises(TimeoutError, match="write_pid_and_sleep did not finish within 0.1 seconds"):
-        offload.offload(write_pid_and_sleep, pool=one, timeout=0.1)(str(path), 0.4)
+    with pytest.raises(TimeoutError, match="write_pid_and_sleep did not finish within 0.2 seconds"):
+        offload.offload(write_pid_and_sleep, pool=one, timeout=0.2)(str(path), 0.6)
+    assert path.exists()  # it started
     with pytest.raises(gevent.Timeout):
         with gevent.Timeout(0.05):
             one.call(sleep_then, 0.01)  # queued behind the running call
     started = time.perf_counter()
     assert one.call(add, 1, 1) == 2  # waits for the running call: its worker is still busy
-    assert path.exists()
-    assert time.perf_counter() - started > 0.1
+    assert time.perf_counter() - started > 0.15
 
 
 # -- shutdown ------------------------------------------------------------------------

@@ -149,11 +149,11 @@ def test_crash_fails_only_that_call(pool, how, exitcode, text):
 
 
 def test_external_sigkill_while_running(pool, tmp_path):
-    path = str(tmp_path / "pid")
-    victim = pool.submit(write_pid_and_sleep, path, 30)
+    path = tmp_path / "pid"
+    victim = pool.submit(write_pid_and_sleep, str(path), 30)
     bystander = pool.submit(sleep_then, 0.5, "fine")
-    wait_until(lambda: os.path.exists(path) and open(path).read())
-    pid = int(open(path).read())
+    wait_until(lambda: path.exists() and path.read_text())
+    pid = int(path.read_text())
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WorkerCrashed, match="SIGKILL"):
         victim.result(timeout=30)
