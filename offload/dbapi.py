@@ -155,9 +155,11 @@ class Connection(ProxyBase):
         return Cursor(self._offload_call(self._offload_obj.cursor, args, kwargs), self)
 
     def commit(self) -> None:
+        """Commit the driver's transaction, in the connection's lane."""
         self._offload_call(self._offload_obj.commit)
 
     def rollback(self) -> None:
+        """Roll the driver's transaction back, in the connection's lane."""
         self._offload_call(self._offload_obj.rollback)
 
     def close(self) -> None:

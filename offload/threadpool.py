@@ -96,7 +96,7 @@ class ThreadPool(PoolBase):
     """A :class:`concurrent.futures.Executor` of real OS threads for gevent.
 
     :param max_workers: the most threads it runs at once; ``None`` means
-        :func:`default_size` (``OFFLOAD_THREADS``, else 10).
+        :func:`~offload.threadpool.default_size` (``OFFLOAD_THREADS``, else 10).
     :param name: a label for :func:`repr` and :meth:`stats`.
     :param max_queue: the most calls that may wait for a thread; a full queue
         makes :meth:`submit` wait (cooperatively in a greenlet).  0 means
