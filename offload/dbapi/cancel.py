@@ -1,0 +1,163 @@
+"""How a running statement is stopped when its caller goes away, per driver.
+
+When the greenlet waiting on a call is killed, or its ``gevent.Timeout`` or
+``timeout=`` fires, while the statement runs in the lane, offload asks the
+server to stop it, from a thread of its own (``cancel_pool()``), so that
+the caller gets its exception at once:
+
+- **psycopg2**: ``connection.cancel()`` (libpq's ``PQcancel``, documented
+  thread-safe; it returns once the server has the request).
+- **psycopg (3)**: ``Connection.cancel_safe()``.
+- **PyMySQL, mysqlclient**: ``KILL QUERY <connection id>`` on a side
+  connection opened with the connection's own arguments and 3-second
+  connect, read and write timeouts, kept open for the next cancel (one per
+  server and process).
+- **sqlite3**: ``Connection.interrupt()``.
+
+Any other driver is not cancelled: its statement runs to its end, as before.
+A cancel is sent only while the abandoned call is still the one running on
+the connection, and the lane does not start its next call until the cancel
+has been delivered, so a cancel can never stop the next borrower's statement.
+"""
+
+import os
+from types import ModuleType
+from typing import Any
+
+from .._core import native
+from .._core.lifecycle import LazyDefault
+from ..threadpool import ThreadPool
+from .reset import kind_of
+
+__all__ = ["Canceller", "canceller_for", "cancel_pool"]
+
+#: Seconds a side connection may take to connect, and to answer the KILL.
+SIDE_TIMEOUT = 3
+_ER_QUERY_INTERRUPTED = 1317  # MySQL/MariaDB: "Query execution was interrupted"
+
+# Cancels wait for the server (a connection for MySQL): never in the hub.
+_cancel_pool = LazyDefault(lambda: ThreadPool(4, name="offload.dbapi.cancel"))
+
+
+def cancel_pool() -> ThreadPool:
+    """The threads that send cancels, made on first use."""
+    return _cancel_pool.get()
+
+
+class Canceller:
+    """Stops the statement running on one driver's connections."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+
+    def cancel(self, raw: Any, dial: tuple) -> None:
+        """Ask the server to stop what *raw* runs; *dial* is ``(args, kwargs)`` of its connect()."""
+        raise NotImplementedError
+
+    def took_effect(self, error: BaseException | None) -> bool:
+        """Whether a statement that ended with *error* (None: no error) was stopped by the cancel."""
+        return False
+
+
+class _Psycopg2(Canceller):
+    def cancel(self, raw, dial):
+        raw.cancel()
+
+    def took_effect(self, error):
+        return isinstance(error, self.module.extensions.QueryCanceledError)
+
+
+class _Psycopg(Canceller):
+    def cancel(self, raw, dial):
+        raw.cancel_safe(timeout=SIDE_TIMEOUT)
+
+    def took_effect(self, error):
+        return isinstance(error, self.module.errors.QueryCanceled)
+
+
+class _MySQL(Canceller):
+    # One side connection per server and process, kept for the next KILL:
+    # opening one per cancel (an authentication each) made ten cancels take
+    # 0.75-3 s on a loaded machine.
+    def __init__(self, module):
+        super().__init__(module)
+        self._lock = native.allocate_lock()  # the cancel threads share the side connections
+        self._side: dict = {}
+
+    def cancel(self, raw, dial):
+        key = (os.getpid(), repr(dial))  # a forked child opens its own
+        statement = f"KILL QUERY {int(raw.thread_id())}"
+        with self._lock:
+            side = self._side.pop(key, None)
+            if side is not None:
+                try:
+                    _execute(side, statement)
+                except Exception:  # gone since the last cancel: open another
+                    _close_quietly(side)
+                else:
+                    self._side[key] = side
+                    return
+            side = self._open(dial)
+            try:
+                _execute(side, statement)
+            except BaseException:
+                _close_quietly(side)
+                raise
+            self._side[key] = side
+
+    def _open(self, dial):
+        args, kwargs = dial
+        bounded = dict(connect_timeout=SIDE_TIMEOUT, read_timeout=SIDE_TIMEOUT, write_timeout=SIDE_TIMEOUT)
+        return self.module.connect(*args, **dict(kwargs, **bounded))
+
+    def took_effect(self, error):
+        # SLEEP() killed returns 1 instead of failing: an end after the KILL counts.
+        return error is None or getattr(error, "args", (None,))[:1] == (_ER_QUERY_INTERRUPTED,)
+
+
+class _SQLite(Canceller):
+    def cancel(self, raw, dial):
+        raw.interrupt()
+
+    def took_effect(self, error):
+        return isinstance(error, self.module.OperationalError) and "interrupt" in str(error)
+
+
+def _execute(connection, statement):
+    cursor = connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _close_quietly(connection):
+    try:
+        connection.close()
+    except Exception:  # already broken: nothing to close
+        return
+
+
+_BY_DRIVER = {
+    "psycopg2": _Psycopg2,
+    "psycopg": _Psycopg,
+    "pymysql": _MySQL,
+    "MySQLdb": _MySQL,
+    "sqlite3": _SQLite,
+}
+
+
+_made: dict = {}  # module -> its Canceller: one per driver, shared by its connections
+_made_lock = native.allocate_lock()
+
+
+def canceller_for(module: ModuleType) -> Canceller | None:
+    """How to cancel *module*'s statements, or None for a driver offload does not know."""
+    cls = _BY_DRIVER.get(kind_of(module))
+    if cls is None:
+        return None
+    with _made_lock:
+        made = _made.get(module)
+        if made is None:
+            made = _made[module] = cls(module)
+        return made

@@ -1,0 +1,318 @@
+"""One connection's lane: the thread its calls run on, and the path every call takes.
+
+A :class:`Session` holds the driver's connection, the one-thread
+:class:`~offload.ThreadPool` it lives on, and whether it is closed.  Every
+call on a :class:`~offload.dbapi.Connection` or on one of its cursors goes
+through :meth:`Session.call`, so what a call checks first (closed, forked)
+and how it waits is written once.  It puts its items on the lane itself
+(``ThreadPool._pack``/``_put``, the pool's own path for ``call``) rather
+than through ``ThreadPool.call``, because it needs a give-up of its own: a
+call whose caller leaves while it runs is cancelled on the server
+(:mod:`offload.dbapi.cancel`), and one from the hub may be deferred
+(:mod:`offload.dbapi.hub`).
+"""
+
+import importlib
+import os
+from time import monotonic
+from types import ModuleType
+from typing import Any
+
+from .._core import native
+from .._core.bridge import current_bridge
+from .._core.calls import HubCall, ThreadCall
+from .._core.checks import name_of
+from .._core.lifecycle import ForkRegistry
+from ..proxy import ProxyBase, setattribute, unwrap, unwrap_args
+from ..threadpool import ThreadPool, _tls
+from .cancel import cancel_pool, canceller_for
+from .hub import in_hub, warn_blocking
+
+
+def check_module(module: ModuleType | str) -> ModuleType:
+    """The DB-API module *module* names (imported if a str)."""
+    if isinstance(module, str):
+        module = importlib.import_module(module)
+    if not callable(getattr(module, "connect", None)):
+        raise TypeError(
+            f"module must be a DB-API 2.0 module (with connect()) or its import name, "
+            f"not {type(module).__name__}"
+        )
+    return module
+
+
+def lane_for(pool: ThreadPool | None, module: ModuleType) -> tuple[ThreadPool, bool]:
+    """The one-thread pool a new connection runs in, and whether it owns it."""
+    if pool is None:
+        name = f"offload.dbapi:{getattr(module, '__name__', 'db')}"
+        return ThreadPool(1, name=name), True
+    if not isinstance(pool, ThreadPool):
+        raise TypeError(
+            f"pool must be None or an offload.ThreadPool with max_workers=1, not {type(pool).__name__}"
+        )
+    if pool.max_workers != 1:
+        raise ValueError(
+            "pool must have max_workers=1: a connection's calls must all run on one thread, "
+            f"and {pool!r} has {pool.max_workers}"
+        )
+    return pool, False
+
+
+_sessions: "ForkRegistry[Session]" = ForkRegistry()
+#: Inherited connections whose socket could not be found: kept alive in the
+#: child, so that no finalizer closes them on the parent's session.
+_inherited: list = []
+
+
+class Stats:
+    """What happened to calls whose caller went away; shared by a pool's connections.
+
+    ``abandoned``: calls whose caller went away while they ran;
+    ``cancels_sent``: cancels delivered to the server for them;
+    ``cancels_effective``: statements the cancel stopped; ``cancel_seconds``:
+    the longest time from a cancel sent to its statement's end;
+    ``hub_blocking``/``hub_deferred``: calls made from the hub that blocked
+    it / that were deferred (see :mod:`offload.dbapi.hub`).
+    """
+
+    FIELDS = ("abandoned", "cancels_sent", "cancels_effective", "hub_blocking", "hub_deferred")
+
+    def __init__(self) -> None:
+        self._lock = native.allocate_lock()
+        self._counts = dict.fromkeys(self.FIELDS, 0)
+        self._longest = 0.0
+
+    def add(self, name: str, seconds: float | None = None) -> None:
+        with self._lock:  # counted from the hub, the lanes and the cancel threads
+            self._counts[name] += 1
+            if seconds is not None:
+                self._longest = max(self._longest, seconds)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self._counts, cancel_seconds=self._longest)
+
+
+class _Run:
+    """One call on its way through the lane, as the caller, the lane and the canceller see it."""
+
+    __slots__ = ("finished", "abandoned", "cancelled_at")
+
+    def __init__(self) -> None:
+        self.finished = self.abandoned = False
+        self.cancelled_at = 0.0  # when a cancel reached the server for it
+
+
+class Session:
+    """A driver connection on its lane: the state every proxy of it shares."""
+
+    __slots__ = (
+        "raw", "module", "lane", "owned", "closed", "pid", "forked", "settings", "dial",
+        "canceller", "stats", "dirty", "running", "lock", "cancel_lock", "__weakref__",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        raw: Any,
+        module: ModuleType,
+        lane: ThreadPool,
+        owned: bool,
+        *,
+        dial: tuple = ((), {}),
+        cancel_on_abandon: bool = True,
+        stats: Stats | None = None,
+    ) -> None:
+        self.raw = raw
+        self.module = module
+        self.lane = lane
+        self.owned = owned
+        self.closed = False
+        self.pid = os.getpid()
+        self.forked = False  # set in a forked child: the connection is the parent's
+        self.settings: dict | None = None  # what a pool restores (see reset.py)
+        self.dial = dial  # connect()'s (args, kwargs): a MySQL cancel opens a side connection
+        self.canceller = canceller_for(module) if cancel_on_abandon else None
+        self.stats = stats if stats is not None else Stats()
+        self.dirty = False  # a cancel was sent since a pool last checked the connection
+        self.running: _Run | None = None  # the call the lane runs now (under lock)
+        self.lock = native.allocate_lock()  # guards running and each _Run's fields
+        # Held while a cancel is delivered: the lane cannot finish the call
+        # it cancels, nor start the next, until the server has the cancel.
+        self.cancel_lock = native.allocate_lock()
+        _sessions.add(self)
+
+    def check(self) -> None:
+        """Raise the driver's ``InterfaceError`` if the connection cannot take calls."""
+        if self.forked:
+            raise self.error(
+                "InterfaceError",
+                f"this connection was opened in process {self.pid}, before os.fork(); process "
+                f"{os.getpid()} must not use it (both processes would talk on one session): open a "
+                "new connection in the child (offload.dbapi.ConnectionPool does so by itself)",
+            )
+        if self.closed and self.owned:
+            raise self.error("InterfaceError", "connection already closed")
+
+    def error(self, name: str, message: str) -> Exception:
+        """The driver's exception class *name* (else RuntimeError) with *message*."""
+        return getattr(self.module, name, RuntimeError)(message)
+
+    def busy(self) -> bool:
+        """Whether the lane still runs a call whose caller went away."""
+        run = self.running
+        return run is not None and run.abandoned
+
+    def call(self, fn, args=(), kwargs=None, *, timeout=None, deferrable=False):
+        """Run ``fn(*args, **kwargs)`` in the lane; only the calling greenlet waits.
+
+        If the caller goes away (killed, a ``gevent.Timeout``, *timeout*
+        passed) while the call is queued, it never runs; while it runs, the
+        driver is asked to stop it (see :mod:`offload.dbapi.cancel`).  From
+        the hub, a *deferrable* call is queued without waiting (None is
+        returned); any other blocks the hub, counted and warned about once.
+        """
+        self.check()
+        args, kwargs = unwrap_args(args, kwargs or {})
+        lane = self.lane
+        if _tls.queue is lane._queue:  # from the lane itself (a call inside call()): inline
+            return fn(*args, **kwargs)
+        bridge = current_bridge()
+        if bridge is None and in_hub():
+            if deferrable:
+                self.stats.add("hub_deferred")
+                lane.submit(fn, *args, **kwargs)
+                return None
+            self.stats.add("hub_blocking")
+            warn_blocking(name_of(fn))
+        run = _Run()
+        work = lane._pack(self._run, (run, fn, args, kwargs), {})
+        item = (ThreadCall if bridge is None else HubCall)(work, bridge)
+        if lane._put(item) and bridge is not None:
+            bridge.gather()
+        # The name only matters for a timeout's message: skip the lookup otherwise.
+        name = name_of(fn) if timeout is not None else None
+        return item.settle(timeout, name, lambda item: self._give_up(item, run))
+
+    def _run(self, run, fn, args, kwargs):
+        """The call, in the lane, marked as the one running while it runs."""
+        with self.lock:
+            if run.abandoned:  # its caller left between the lane's claim and here
+                run.finished = True
+                return None
+            self.running = run
+        error = None
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            with self.cancel_lock, self.lock:
+                self.running = None
+                run.finished = True
+            if run.cancelled_at:
+                took = self.canceller is not None and self.canceller.took_effect(error)
+                if took:
+                    self.stats.add("cancels_effective", monotonic() - run.cancelled_at)
+            error = None
+
+    def _give_up(self, item, run):
+        """The caller went away: a queued call never runs; a running one is cancelled."""
+        if item.start():
+            return "start"
+        with self.lock:
+            if run.finished:
+                return "finish"
+            run.abandoned = True
+        self.stats.add("abandoned")
+        if self.canceller is not None:
+            cancel_pool().submit(self._cancel, run)
+        return "finish"
+
+    def _cancel(self, run: _Run) -> None:
+        """In a cancel thread: stop *run* if it is still the call the lane runs."""
+        with self.cancel_lock:
+            with self.lock:
+                if self.running is not run:
+                    return
+            try:
+                self.canceller.cancel(self.raw, self.dial)  # type: ignore[union-attr]
+            except Exception:  # the server is gone or refused: the statement ends by itself
+                return
+            run.cancelled_at = monotonic()
+            self.dirty = True
+        self.stats.add("cancels_sent")
+
+    def _after_fork(self) -> None:
+        """In a forked child: make the parent's connection unusable here, and harmless.
+
+        The child must neither use it nor close it: closing sends the
+        driver's goodbye (psycopg2's Terminate, PyMySQL's COM_QUIT) on the
+        socket the parent still uses, and ends the parent's session.  Nor may
+        the child just ``os.close`` the socket: the number would be reused by
+        the child's next file or socket, and the driver's finalizer would
+        then write its goodbye into that.  So the socket's descriptor is
+        pointed at ``/dev/null`` (``dup2``): the number stays taken, the
+        parent's socket is untouched, and whatever the driver sends when the
+        object is finally collected goes nowhere.  A driver whose socket
+        cannot be found is kept alive instead, never finalized in the child.
+        """
+        self.forked = True
+        if self.closed:
+            return
+        try:
+            fd = socket_fd(self.raw)
+            if fd is None:
+                if self.module.__name__ != "sqlite3":  # a file, not a session: nothing to protect
+                    _inherited.append(self.raw)
+                return
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+        except Exception:  # never fail the fork; keep the object alive instead
+            _inherited.append(self.raw)
+
+
+def socket_fd(raw: Any) -> int | None:
+    """The file descriptor of *raw*'s socket to the server, if the driver shows it."""
+    fileno = getattr(raw, "fileno", None)  # psycopg2, psycopg
+    if fileno is None:
+        sock = getattr(raw, "_sock", None)  # PyMySQL
+        fileno = getattr(sock, "fileno", None)
+    if not callable(fileno):
+        return None
+    fd = fileno()
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+class SessionProxy(ProxyBase):
+    """What a :class:`~offload.dbapi.Connection` and a :class:`~offload.dbapi.Cursor`
+    share: their calls go through their :class:`Session`, attribute writes
+    run in the lane."""
+
+    __slots__ = ("_offload_session",)
+
+    def __init__(self, raw: Any, session: Any) -> None:  # a Session (Any: the docs do not show it)
+        super().__init__(raw, pool=session.lane)
+        setattribute(self, "_offload_session", session)
+
+    def _offload_call(self, fn, args=(), kwargs=None):
+        return self._offload_session.call(fn, args, kwargs)
+
+    def __getattr__(self, name):
+        # Only the real object's own methods run in the lane.  Everything
+        # else is returned as it is: the driver's exception classes
+        # (``conn.Error`` must work in ``except``), other classes, functions
+        # stored as attributes (sqlite3's ``row_factory``), plain values.
+        attr = getattr(self._offload_obj, name)
+        if getattr(attr, "__self__", None) is self._offload_obj and not isinstance(attr, type):
+            return self._offload_method(attr, name)
+        return self._offload_wrap(attr, name)
+
+    def __setattr__(self, name, value):
+        self._offload_call(setattr, (self._offload_obj, name, unwrap(value)))
+
+    def __delattr__(self, name):
+        self._offload_call(delattr, (self._offload_obj, name))
