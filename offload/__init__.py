@@ -14,6 +14,7 @@ from .future import Future
 from .heartbeat import Heartbeat, ProbeResult, probe
 from .proxy import Proxy, unwrap
 from .threadpool import ThreadPool
+from .waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait
 from .wrap import wrap_executor
 
 if TYPE_CHECKING:
@@ -31,7 +32,11 @@ def __getattr__(name: str) -> Any:
         return getattr(processpool, name)
     raise AttributeError(f"module 'offload' has no attribute {name!r}")
 
+
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "Future",
     "Heartbeat",
     "ProcessPool",
@@ -39,6 +44,7 @@ __all__ = [
     "Proxy",
     "ThreadPool",
     "WorkerCrashed",
+    "as_completed",
     "call",
     "get_default_pool",
     "get_default_process_pool",
@@ -46,5 +52,6 @@ __all__ = [
     "probe",
     "submit",
     "unwrap",
+    "wait",
     "wrap_executor",
 ]

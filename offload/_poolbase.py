@@ -16,9 +16,9 @@ from logging import DEBUG
 from time import monotonic
 from typing import Any, TypeVar
 
-from ._core import native, observe
+from ._core import exiting, lifecycle, native, observe
 from ._core.calls import FutureCall, QueueItem
-from ._core.checks import check_callable, check_count, check_timeout
+from ._core.checks import check_callable, check_map
 from ._core.observe import BOUNDS, logger
 from ._core.pace import Pace
 from .future import Future
@@ -50,18 +50,20 @@ def run_inline(fn, args, kwargs):
 class Counters:
     """What one worker has done; only that worker writes to it.
 
-    ``active`` is 1 while it runs a call, which it started at ``since``.
-    Readers (``stats()``, the pace) see each field whole, if not all fields
-    from the same instant.
+    ``active`` is 1 while it runs a call, which it started at ``since``;
+    ``current`` is that call's queue item (what a fork or the interpreter's
+    exit reports as running), else None.  Readers (``stats()``, the pace)
+    see each field whole, if not all fields from the same instant.
     """
 
     _TOTALS = ("taken", "completed", "failed", "cancelled", "active", "wait_time", "run_time")
-    __slots__ = _TOTALS + ("since", "pool", "wait_buckets", "run_buckets")
+    __slots__ = _TOTALS + ("since", "current", "pool", "wait_buckets", "run_buckets")
 
     def __init__(self, pool: str = "") -> None:
         self.pool = pool  # the pool's name, for log records and metrics
         self.taken = self.completed = self.failed = self.cancelled = self.active = 0
         self.wait_time = self.run_time = self.since = 0.0
+        self.current: Any = None
         # Counts per bucket of observe.BOUNDS, the last for longer ones.
         self.wait_buckets = [0] * (len(BOUNDS) + 1)
         self.run_buckets = [0] * (len(BOUNDS) + 1)
@@ -82,6 +84,7 @@ def serve(
     execute: Execute | None = None,
     after_each: AfterEach | None = None,
     slots: Any = None,
+    get: Callable[[], Any] | None = None,
 ) -> None:
     """The loop of one worker: take a call, run it, wake its caller.
 
@@ -94,19 +97,23 @@ def serve(
     each call the worker leaves a token in *idle* (up to *max_idle*): the
     next put then knows a worker is on its way back to the queue.  *slots*
     is the pool's bounded-queue semaphore, released as each call leaves the
-    queue.
+    queue.  *get* replaces ``queue.get`` (see :func:`offload._core.hubs.idle_get`).
     """
-    get = queue.get
+    if get is None:
+        get = queue.get
     qsize = queue.qsize
     while True:
         item = get()
         if item is None:
             return
+        # Off the queue, the item is only here: a fork must find it.
+        counters.current = item
         counters.taken += 1
         if slots is not None:
             slots.release()
         if not item.start():
             counters.cancelled += 1
+            counters.current = None
             continue
         started = counters.since = monotonic()
         counters.active = 1
@@ -133,6 +140,7 @@ def serve(
         else:
             counters.failed += 1
         item.finish(value, error, qsize() > 0)
+        counters.current = None  # after finish: a fork in between finds it done, not lost
         if after_each is not None:
             after_each(work, item, run, ended)
         if observe.watched:
@@ -146,7 +154,43 @@ def serve(
             idle.append(None)
 
 
-class PoolBase(futures.Executor):
+class CheckedMap(futures.Executor):
+    """An executor whose ``map`` checks its arguments at the call.
+
+    :meth:`concurrent.futures.Executor.map` checks nothing; offload's pools
+    and the :func:`~offload.wrap_executor` façade share this one.
+    """
+
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[_T]:
+        """Like :func:`map`, with each call made in the pool; results in order.
+
+        Every call is submitted before this returns (and, for processes,
+        pickled); each result is awaited cooperatively, and leaving the
+        iterator early cancels the calls that have not started.
+
+        :param timeout: seconds from this call until the iterator raises
+            :exc:`TimeoutError` for a result not yet ready.
+        :param chunksize: for a :class:`~offload.ProcessPool`, how many calls
+            travel to a process together: large chunks save round trips for
+            many small calls, and an exception fails its whole chunk.  A
+            :class:`~offload.ThreadPool` accepts and ignores it, as
+            :class:`concurrent.futures.ThreadPoolExecutor` does.
+        """
+        timeout = check_map(fn, timeout, chunksize)
+        return self._map(fn, iterables, timeout, chunksize)
+
+    def _map(self, fn, iterables, timeout, chunksize):
+        return futures.Executor.map(self, fn, *iterables, timeout=timeout)
+
+
+
+class PoolBase(CheckedMap):
     """The parts of a pool that do not depend on what its workers are.
 
     A subclass sets ``name``, ``_max_workers`` and ``_is_shutdown``, calls
@@ -212,35 +256,6 @@ class PoolBase(futures.Executor):
         self._put(FutureCall(future, self._pack(fn, args, kwargs)))
         return future
 
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[_T]:
-        """Like :func:`map`, with each call made in the pool; results in order.
-
-        Every call is submitted before this returns (and, for processes,
-        pickled); each result is awaited cooperatively, and leaving the
-        iterator early cancels the calls that have not started.
-
-        :param timeout: seconds from this call until the iterator raises
-            :exc:`TimeoutError` for a result not yet ready.
-        :param chunksize: for a :class:`~offload.ProcessPool`, how many calls
-            travel to a process together: large chunks save round trips for
-            many small calls, and an exception fails its whole chunk.  A
-            :class:`~offload.ThreadPool` accepts and ignores it, as
-            :class:`concurrent.futures.ThreadPoolExecutor` does.
-        """
-        check_callable(fn)
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
-        return self._map(fn, iterables, timeout, chunksize)
-
-    def _map(self, fn, iterables, timeout, chunksize):
-        return super().map(fn, *iterables, timeout=timeout)
-
     @property
     def max_workers(self) -> int:
         """The most workers (threads, or processes) the pool runs at once."""
@@ -249,14 +264,7 @@ class PoolBase(futures.Executor):
     def _drain(self) -> list:
         """Take every call still queued (dropping stop markers) and count them as
         taken; the caller cancels them."""
-        items = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except native.Empty:
-                break
-            if item is not None:
-                items.append(item)
+        items = native.take_all(self._queue)
         with self._lock:
             self._retired.taken += len(items)
         return items
@@ -266,6 +274,22 @@ class PoolBase(futures.Executor):
         cancelled = sum(item.cancel() for item in items)
         with self._lock:
             self._retired.cancelled += cancelled
+
+    def _abandon_at_exit(self) -> list[tuple[str, str, str]]:
+        """The exit's wait ran out: see :func:`offload._core.exiting.abandon`."""
+        return exiting.abandon(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh, failing the copies of the calls
+        the parent had queued or running (their waiters would wait for ever);
+        :meth:`_forget_workers` first, for what a subclass's workers held."""
+        orphans = lifecycle.take_orphans(self._queue, self._live_counters()[0])
+        self._forget_workers()
+        self._reset()
+        lifecycle.fail_orphans(orphans, self.name)
+
+    def _forget_workers(self) -> None:
+        """In a forked child, before :meth:`_reset`: let go of the parent's workers."""
 
     def _wake_or_spawn(self):
         """After a put: leave the call to a worker, starting one if none is free.

@@ -116,5 +116,3 @@ def submit(fn: Callable[..., _T], /, *args: Any, pool: PoolArg = None, **kwargs:
     """
     check_callable(fn)
     return resolve_pool(pool).submit(fn, *args, **kwargs)
-
-

@@ -6,6 +6,16 @@ thread cannot release; built before, it blocks the whole hub when a greenlet
 waits on it.  :class:`Future` keeps every method of the standard class and
 swaps only the condition: a real lock, with waiters that park just the
 calling greenlet (or block a plain thread) until the result is set.
+
+:func:`concurrent.futures.wait` and :func:`~concurrent.futures.as_completed`
+install a waiter of their own on each future, whose :class:`threading.Event`
+the thread completing the future sets.  Patched, that event is gevent's, set
+from a worker thread through a watcher that holds no reference on the loop:
+with nothing else to do, the waiting hub exits with ``LoopExit`` (gevent
+#2124).  Unpatched, it is a real one, and waiting on it blocks the hub.  So
+a Future's waiter list swaps each such waiter's event (and lock) for offload's
+cross-thread ones as it is installed, while every future's lock is held and
+nothing can have set it yet: the stdlib functions then wait cooperatively.
 """
 
 import sys
@@ -15,9 +25,9 @@ from typing import TypeVar
 
 from ._core import native
 from ._core.checks import check_timeout
-from ._core.waiters import waiter
+from ._core.waiters import CrossThreadEvent, waiter
 
-__all__ = ["Future"]
+__all__ = ["Future", "adopt"]
 
 _T = TypeVar("_T")
 
@@ -62,6 +72,50 @@ class _Condition:
             w.wake()
 
 
+def _cooperate(stdlib_waiter):
+    """Make a :mod:`concurrent.futures` waiter wait through offload's event.
+
+    Called as the waiter is installed, under the locks of all its futures:
+    no future can complete, so no one can have set (or be setting) the
+    event being replaced.
+    """
+    if isinstance(stdlib_waiter, futures._base._Waiter) and not isinstance(
+        stdlib_waiter.event, CrossThreadEvent
+    ):
+        old = stdlib_waiter.event
+        stdlib_waiter.event = event = CrossThreadEvent()  # type: ignore[assignment]
+        if old.is_set():  # never, by the locks held; cheap insurance
+            event.set()
+        if hasattr(stdlib_waiter, "lock"):
+            # A patched threading.Lock, taken by the completing worker thread
+            # and by the waiting greenlet: a real one instead.
+            stdlib_waiter.lock = native.allocate_lock()
+
+
+class _Waiters(list):
+    """A future's ``_waiters``: makes each stdlib waiter cooperative as it is added."""
+
+    __slots__ = ()
+
+    def append(self, stdlib_waiter):
+        _cooperate(stdlib_waiter)
+        super().append(stdlib_waiter)
+
+
+def adopt(future: futures.Future) -> None:
+    """Make the stdlib's waits on any *future* cooperative, as on a :class:`Future`.
+
+    Swaps the waiter list of a :class:`concurrent.futures.Future` (from any
+    executor) for offload's, keeping what it holds; what
+    :func:`offload.wait` and :func:`offload.as_completed` do before they
+    wait.  A future without the stdlib's fields is left alone.
+    """
+    if type(getattr(future, "_waiters", None)) is list:
+        with future._condition:  # type: ignore[attr-defined]
+            waiters = future._waiters  # type: ignore[attr-defined]
+            if type(waiters) is list:  # not adopted meanwhile
+                future._waiters = _Waiters(waiters)  # type: ignore[attr-defined]
+
 
 class Future(futures.Future[_T]):
     """A :class:`concurrent.futures.Future` whose waits are cooperative.
@@ -83,7 +137,7 @@ class Future(futures.Future[_T]):
         self._state = futures._base.PENDING
         self._result = None
         self._exception = None
-        self._waiters = []
+        self._waiters = _Waiters()
         self._done_callbacks: list[Callable[[futures.Future[_T]], object]] = []
 
     def result(self, timeout: float | None = None) -> _T:

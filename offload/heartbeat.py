@@ -15,13 +15,14 @@ from typing import Any
 
 import gevent
 
-from ._core.checks import check_callable, check_seconds
+from ._core.checks import check_callable, check_number, check_seconds
 
 __all__ = ["Heartbeat", "ProbeResult", "probe", "percentile"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The *q*-th percentile (0-100) of *values*, nearest rank; 0.0 if empty."""
+    q = check_number("q", q, 0, 100)
     if not values:
         return 0.0
     ordered = sorted(values)

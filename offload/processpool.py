@@ -25,17 +25,18 @@ child in :mod:`offload._process.keeper`.  This module holds the pool itself.
 """
 
 import atexit
+import contextvars
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
-from ._core import checks, native
+from ._core import checks, exiting, native
 from ._core.bridge import current_bridge
 from ._core.calls import HubCall, ThreadCall
 from ._core.lifecycle import ForkRegistry, LazyDefault
-from ._core.waiters import locked
 from ._poolbase import PoolBase
 from ._process import child, wire
 from ._process.keeper import ChildKeeper, ChildSpec, WorkerCrashed
@@ -53,11 +54,16 @@ __all__ = [
 
 _pools: "ForkRegistry[ProcessPool]" = ForkRegistry()
 
+#: Seconds a worker process has, after SIGTERM at exit, before SIGKILL.
+TERMINATE_GRACE = 1.0
+#: Seconds the exit then waits for the killed processes to be reaped.
+KILL_WAIT = 2.0
+
 
 class ProcessWork(NamedTuple):
     """What a ProcessPool queue item carries to its keeper thread."""
 
-    message: bytes  # the pickled call, framed (see offload._process.wire)
+    message: tuple  # the pickled call, framed: its parts (see offload._process.wire)
     name: str  # the function's name, for error messages
 
 
@@ -100,6 +106,20 @@ def _context_for(mp_context):
     return mp_context
 
 
+def _check_picklable(initializer, initargs):
+    """Refuse, at once, an initializer or initargs that cannot reach a child."""
+    try:
+        wire.dumps((initializer, initargs))
+    except RuntimeError as exc:
+        # multiprocessing's queues, locks, Values and Arrays refuse pickling
+        # except while a process is being started, which is exactly how
+        # initargs travel (as the standard library's pools send them).
+        if "inheritance" not in str(exc):
+            raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+    except Exception as exc:
+        raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
+
+
 class ProcessPool(PoolBase):
     """A :class:`concurrent.futures.Executor` of worker processes for gevent.
 
@@ -125,7 +145,9 @@ class ProcessPool(PoolBase):
     the calling greenlet; in a plain thread it blocks that thread.  Calls are
     pickled in the caller, so pickling errors raise at once.  Processes
     start on demand and live until :meth:`shutdown`, or the end of the
-    interpreter, which terminates them.  Inside a worker process, calls to
+    interpreter, which first lets queued and running calls finish (up to
+    ``OFFLOAD_EXIT_TIMEOUT`` seconds), then stops the processes, SIGKILL
+    after SIGTERM if need be.  Inside a worker process, calls to
     any ProcessPool run inline: a worker never starts processes of its own.
     """
 
@@ -136,7 +158,7 @@ class ProcessPool(PoolBase):
         mp_context: Any = None,
         max_tasks_per_child: int | None = None,
         initializer: Callable[..., Any] | None = None,
-        initargs: tuple = (),
+        initargs: Iterable[Any] = (),
         kill_on_timeout: bool = False,
         name: str | None = None,
     ):
@@ -145,16 +167,9 @@ class ProcessPool(PoolBase):
         checks.check_count("max_workers", max_workers, 1)
         if max_tasks_per_child is not None:
             checks.check_count("max_tasks_per_child", max_tasks_per_child, 1)
+        initargs = checks.check_initializer(initializer, initargs)
         if initializer is not None:
-            checks.check_callable(initializer, "initializer")
-            if not isinstance(initargs, tuple):
-                raise TypeError(f"initargs must be a tuple, not {type(initargs).__name__}")
-            try:
-                wire.dumps((initializer, initargs))
-            except Exception as exc:
-                raise TypeError(f"initializer and initargs must be picklable: {exc}") from exc
-        elif initargs != ():
-            raise ValueError("initargs must be empty without an initializer: pass initializer= too")
+            _check_picklable(initializer, initargs)
         checks.check_bool("kill_on_timeout", kill_on_timeout)
         checks.check_name("name", name)
         self._kill_on_timeout = kill_on_timeout
@@ -165,12 +180,14 @@ class ProcessPool(PoolBase):
             initargs=initargs,
             name=self.name,
             max_tasks_per_child=max_tasks_per_child,
+            main_path=getattr(sys.modules.get("__main__"), "__file__", None),
         )
         self._max_workers = max_workers
         self._is_shutdown = False
         self._reset()
         _pools.add(self)
         _register_atexit()
+        exiting.add(self)
 
     # -- submitting -------------------------------------------------------
 
@@ -219,12 +236,13 @@ class ProcessPool(PoolBase):
 
     def _pack(self, fn, args, kwargs):
         # Pickled here, in the caller, so that an unpicklable call raises at once.
-        return ProcessWork(wire.pack_call(fn, args, kwargs), checks.name_of(fn))
+        return ProcessWork(wire.pack_call(fn, args, kwargs, contextvars.copy_context()), checks.name_of(fn))
 
     def _map(self, fn, iterables, timeout, chunksize):
         if chunksize == 1:
             return super()._map(fn, iterables, timeout, chunksize)
-        chunks = wire.chunks(iterables, chunksize)
+        # No chunk can hold more than sys.maxsize calls (islice refuses more).
+        chunks = wire.chunks(iterables, min(chunksize, sys.maxsize))
         results = super()._map(partial(child.run_chunk, fn), (chunks,), timeout, 1)
         return chain.from_iterable(results)
 
@@ -233,10 +251,15 @@ class ProcessPool(PoolBase):
         # that shutdown() queues.
         with self._lock:
             if self._is_shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+                raise RuntimeError(exiting.refusal())
             self._submitted += 1
             self._queue.put(item)
-        return self._wake_or_spawn()
+        busy = self._wake_or_spawn()
+        if self._is_shutdown and not self._workers:
+            # shutdown() landed between the put and the start of a worker,
+            # which it then refused: no worker will ever take the call.
+            self._cancel(self._drain())
+        return busy
 
     # -- workers ----------------------------------------------------------
 
@@ -291,39 +314,37 @@ class ProcessPool(PoolBase):
             self._queue.put(None)
         return drained
 
-    def _terminate(self, timeout):
-        """Shut down now: cancel queued calls, kill running ones, reap all.
+    def _terminate(self, grace=TERMINATE_GRACE):
+        """Shut down now: cancel queued calls, stop running ones, reap all.
 
-        What the interpreter's exit does to every pool still running.
+        Each process gets SIGTERM; one still alive *grace* seconds later
+        gets SIGKILL, which cannot be ignored, so no process outlives the
+        program.  What the interpreter's exit does to a pool whose calls
+        did not finish within ``OFFLOAD_EXIT_TIMEOUT``.
         """
         self._cancel(self._close(cancel_futures=True))
-        with self._lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.stopping = True
-            proc = worker.proc
-            if proc is not None:
-                try:
-                    proc.terminate()
-                except OSError:
-                    pass
-        if workers:
-            done = locked()
-            self._stopped.add_done_callback(lambda _: done.release())
-            done.acquire(True, timeout)
+        for kill in (False, True):
+            with self._lock:
+                workers = list(self._workers)
+            if not workers:
+                return
+            for worker in workers:
+                worker.stopping = True
+                worker.signal(kill)
+            if exiting.wait_stopped(self, grace if not kill else KILL_WAIT):
+                return
 
-    def _after_fork(self):
+    def _abandon_at_exit(self):
+        abandoned = super()._abandon_at_exit()
+        self._terminate()
+        return abandoned
+
+    def _forget_workers(self):
         # Only the forking thread exists in the child: the worker threads are
         # gone, and the processes are the parent's to look after.  Close the
         # copies of their pipes, or they would outlive the parent's.
         for worker in self._workers:
-            for fd in (worker.tasks_fd, worker.results_fd):
-                if fd is not None:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-        self._reset()
+            worker.forget()
 
     def _live_counters(self):
         alive = sum(1 for worker in self._workers if worker.proc is not None)
@@ -363,5 +384,7 @@ def _register_atexit():
 
 
 def _terminate_all():
+    # Normally every pool has stopped by now (offload._core.exiting waited
+    # for them); this catches a pool the exit hook did not see.
     for pool in _pools:
-        pool._terminate(timeout=5.0)
+        pool._terminate()

@@ -5,38 +5,42 @@ by a worker thread; the caller parks on a waiter from :mod:`offload._core.waiter
 so only the calling greenlet waits while its hub runs everything else.
 Workers are started on demand up to ``max_workers`` and live until
 :meth:`ThreadPool.shutdown`, or until the pool is garbage collected; they are
-raw threads that never keep the interpreter from exiting.
+raw threads, which the interpreter does not wait for, so its exit waits for
+the calls they hold or have queued itself, up to ``OFFLOAD_EXIT_TIMEOUT``
+(:mod:`offload._core.exiting`).
 """
 
 import contextvars
 import warnings
 import weakref
-from collections.abc import Callable
-from contextvars import Context
+from collections.abc import Callable, Iterable
+from concurrent.futures.thread import BrokenThreadPool
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
-import gevent
-from gevent._hub_local import get_hub_if_exists
-
-from ._core import native
+from ._core import exiting, naming, native
 from ._core.bridge import current_bridge
 from ._core.calls import HubCall, ThreadCall
 from ._core.checks import (
     check_bool,
     check_callable,
     check_count,
+    check_initializer,
     check_name,
     env_count,
     name_of,
 )
+from ._core.hubs import prepare
 from ._core.lifecycle import ForkRegistry
 from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
-from ._poolbase import Counters, PoolBase, serve
+from ._poolbase import Counters, PoolBase
+from ._threadworker import _in_chain, _new_work, _tls, _work
 
-__all__ = ["ThreadPool", "default_size", "in_worker_thread"]
+__all__ = ["BrokenThreadPool", "ThreadPool", "default_size", "in_worker_thread", "worker_threads"]
+
+worker_threads = naming.worker_threads
 
 _T = TypeVar("_T")
 
@@ -48,24 +52,6 @@ _DEFAULT_SIZE = 10
 _ADAPTIVE_FLOOR = 4
 
 
-class ThreadWork(NamedTuple):
-    """What a ThreadPool queue item carries to its worker."""
-
-    fn: Callable[..., Any]
-    args: tuple
-    kwargs: dict
-    context: Context
-
-
-# NamedTuple's own __new__ is a Python function: a frame on every call.
-_new_work = partial(tuple.__new__, ThreadWork)
-
-
-class _WorkerLocal(native.local):
-    queue = None  # the queue of the ThreadPool whose worker this thread is
-
-
-_tls = _WorkerLocal()
 _pools: "ForkRegistry[ThreadPool]" = ForkRegistry()
 
 
@@ -105,6 +91,17 @@ class ThreadPool(PoolBase):
         not slow down as threads are added and the callers' hub keeps up
         (see :ref:`adaptive`).  Without
         it, a call that finds no idle thread starts one, up to *max_workers*.
+    :param initializer: called as ``initializer(*initargs)`` in each new
+        worker thread before its first call, as by
+        :class:`~concurrent.futures.ThreadPoolExecutor`.  If it raises, the
+        pool is broken, as the standard library's: the calls queued and every
+        later one raise :exc:`concurrent.futures.thread.BrokenThreadPool`.
+    :param initargs: the arguments for *initializer* (none without it).
+    :param thread_name_prefix: worker threads are named
+        ``<prefix>_<n>``; the default prefix is *name*.  The name is the
+        thread's in the OS (Linux, 15 bytes), at the bottom of its stack in
+        :mod:`faulthandler` dumps and :func:`sys._current_frames`, and in
+        :func:`worker_threads`.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
     the calling greenlet; in a plain thread it blocks that thread.  With
@@ -121,6 +118,9 @@ class ThreadPool(PoolBase):
         name: str | None = None,
         max_queue: int = 0,
         adaptive: bool = False,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        thread_name_prefix: str = "",
     ) -> None:
         if max_workers is None:
             max_workers = default_size()
@@ -128,13 +128,21 @@ class ThreadPool(PoolBase):
         check_count("max_queue", max_queue, 0)
         check_name("name", name)
         check_bool("adaptive", adaptive)
+        initargs = check_initializer(initializer, initargs)
+        self._init = None if initializer is None else (initializer, initargs)
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError(f"thread_name_prefix must be a str, not {type(thread_name_prefix).__name__}")
         self._max_workers = max_workers
         self._max_queue = max_queue
         self._pace = Pace(min(_ADAPTIVE_FLOOR, max_workers)) if adaptive else None
         self.name = name or f"ThreadPool-{id(self):x}"
+        self._thread_name_prefix = thread_name_prefix or self.name
+        self._threads_started = 0
+        self._broken: str | None = None  # why, once an initializer failed
         self._is_shutdown = False
         self._reset()
         _pools.add(self)
+        exiting.add(self)
 
     def _reset(self):
         super()._reset()
@@ -158,8 +166,11 @@ class ThreadPool(PoolBase):
         # The test before the call: check_callable costs a frame on every call.
         if not callable(fn):
             check_callable(fn)
-        if _tls.queue is self._queue:
+        own = _tls.queue
+        if own is self._queue:
             return fn(*args, **kwargs)
+        if own is not None:  # a worker of another pool calls in, and will wait
+            fn = self._nested(fn, _tls.chain + (own,))
         bridge = current_bridge()
         work = _new_work((fn, args, kwargs, contextvars.copy_context()))
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
@@ -168,6 +179,18 @@ class ThreadPool(PoolBase):
         # The name only matters for a timeout's message: skip the lookup otherwise.
         return item.settle(timeout, name_of(fn) if timeout is not None else None)
 
+    def _nested(self, fn, chain):
+        """*fn*, made to run with *chain* (the waiting workers' queues) known
+        to its worker; raises if every thread of this pool is in *chain*."""
+        if chain.count(self._queue) >= self._max_workers:
+            raise RuntimeError(
+                f"{name_of(fn)} cannot run in {self.name}: all {self._max_workers} of its threads "
+                "wait, further up this chain of nested calls, for the call making this one, so "
+                "it would deadlock (pool A -> pool B -> pool A); give that pool more threads, "
+                "or make the inner call before entering the other pool"
+            )
+        return partial(_in_chain, chain, fn)
+
     def _in_own_worker(self):
         return _tls.queue is self._queue
 
@@ -175,13 +198,15 @@ class ThreadPool(PoolBase):
         return _new_work((fn, args, kwargs, contextvars.copy_context()))
 
     def _put(self, item):
+        if self._broken is not None:
+            raise BrokenThreadPool(self._broken)
         if self._is_shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
+            raise RuntimeError(exiting.refusal())
         if self._slots is not None:
             self._slots.acquire()
             if self._is_shutdown:
                 self._slots.release()
-                raise RuntimeError("cannot schedule new futures after shutdown")
+                raise RuntimeError(exiting.refusal())
         self._submitted += 1
         self._queue.put(item)
         if self._is_shutdown:
@@ -192,7 +217,15 @@ class ThreadPool(PoolBase):
             if not self._workers:
                 self._cancel_queued()
             return False
-        return self._wake_or_spawn()
+        if self._broken is not None:
+            self._fail_queued()  # broken since the check above: none will run it
+            return False
+        busy = self._wake_or_spawn()
+        if self._is_shutdown and not self._workers:
+            # shutdown() landed between the put and the start of a worker,
+            # which it then refused: no worker will ever take the call.
+            self._cancel_queued()
+        return busy
 
     # -- workers ----------------------------------------------------------
 
@@ -203,16 +236,23 @@ class ThreadPool(PoolBase):
             counters = Counters(self.name)
             self._workers.append(counters)
             started = len(self._workers)
+            self._threads_started += 1
+            thread_name = f"{self._thread_name_prefix}_{self._threads_started - 1}"
         queue = self._queue
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
         # callback stops the worker.
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
+        prepare()  # see offload/_core/hubs.py
+        exiting.worker_started(counters, queue)  # before it runs: the exit may come first
         try:
             native.start_new_thread(
-                _work, (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace)
+                naming.named(_work, thread_name),
+                (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace),
+                {"name": thread_name, "init": self._init},
             )
         except BaseException:
+            exiting.worker_stopped(counters)
             with self._lock:
                 self._workers.remove(counters)
             raise
@@ -235,6 +275,29 @@ class ThreadPool(PoolBase):
                 self._slots.release()
         self._cancel(items)
 
+    def _initializer_failed(self):
+        """A worker's initializer raised: the pool is broken, as the stdlib's.
+
+        Every call queued now fails with :exc:`BrokenThreadPool`, and every
+        later submit raises it.
+        """
+        self._broken = "A thread initializer failed, the thread pool is not usable anymore"
+        self._fail_queued()
+
+    def _fail_queued(self):
+        """Fail every call still queued with :exc:`BrokenThreadPool`."""
+        items = self._drain()
+        if self._slots is not None:
+            for _ in items:
+                self._slots.release()
+        failed = 0
+        for item in items:
+            if item.start():
+                item.finish(None, BrokenThreadPool(self._broken))
+                failed += 1
+        with self._lock:
+            self._retired.failed += failed
+
     # -- lifecycle --------------------------------------------------------
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -253,41 +316,5 @@ class ThreadPool(PoolBase):
         if wait and workers and _tls.queue is not self._queue:
             self._stopped.result()
 
-    def _after_fork(self):
-        # Only the forking thread exists in the child: the workers, and any
-        # lock they held, are gone.  Calls queued in the parent are the
-        # parent's to run.
-        self._reset()
-
     def _live_counters(self):
         return self._workers, len(self._workers)
-
-
-def _work(pool_ref, queue, idle, slots, max_idle, counters, pace):
-    """The body of one worker thread: serve the queue, then retire."""
-    _tls.queue = queue
-    monitored = gevent.config.monitor_thread
-    if pace is None and not monitored:
-        after_each = None  # the common case: nothing to do between calls
-    else:
-
-        def after_each(work, item, run, ended):
-            if pace is not None:
-                pace.finished(work.fn, run, ended, item.hub_keeps_up())
-            if monitored:
-                _unmonitor()
-
-    try:
-        serve(queue, idle, max_idle, counters, None, after_each, slots)
-    finally:
-        pool = pool_ref()
-        if pool is not None:
-            pool._retire(counters)
-
-
-def _unmonitor():
-    # If the call made a hub in this thread, gevent's monitor must not report
-    # this thread as blocking the hub: blocking is its job.
-    hub = get_hub_if_exists()
-    if hub is not None and hub.periodic_monitoring_thread is not None:
-        hub.periodic_monitoring_thread.ignore_current_greenlet_blocking()

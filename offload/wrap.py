@@ -7,12 +7,13 @@ whatever thread the executor uses and woken through the hub bridge, so that
 waiting blocks only the calling greenlet.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any, Generic, TypeVar
 
 from ._core import native
-from ._core.checks import check_callable, check_count, check_timeout, name_of
+from ._core.checks import check_callable, name_of
+from ._poolbase import CheckedMap
 from .defaults import get_default_pool
 from .future import Future
 
@@ -51,7 +52,7 @@ def _mirror(outer, inner):
             outer.set_exception(error)
 
 
-class ExecutorFacade(futures.Executor, Generic[_E]):
+class ExecutorFacade(CheckedMap, Generic[_E]):
     """A gevent-friendly view of a foreign executor; see :func:`~offload.wrap_executor`.
 
     ``executor`` is the wrapped executor.
@@ -71,15 +72,6 @@ class ExecutorFacade(futures.Executor, Generic[_E]):
         outer.add_done_callback(self._forget)
         outer._inner.add_done_callback(lambda inner: _mirror(outer, inner))  # type: ignore[attr-defined]
         return outer
-
-    def map(
-        self, fn: Callable[..., _T], *iterables: Any, timeout: float | None = None, chunksize: int = 1
-    ) -> Iterator[_T]:
-        """Like :func:`map`, each call submitted through the façade; results in order."""
-        check_callable(fn)
-        timeout = check_timeout(timeout)
-        check_count("chunksize", chunksize, 1)
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
 
     def _forget(self, future):
         with self._lock:

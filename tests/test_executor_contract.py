@@ -213,6 +213,26 @@ def test_wait_and_as_completed_take_its_futures(executor):
     assert cf.wait([slow], timeout=30).done == {slow}
 
 
+@pytest.mark.parametrize(
+    "wait",
+    [
+        lambda fs: cf.wait(fs).done,
+        lambda fs: set(cf.as_completed(fs)),
+        lambda fs: offload.wait(fs).done,
+        lambda fs: set(offload.as_completed(fs)),
+    ],
+    ids=["cf.wait", "cf.as_completed", "offload.wait", "offload.as_completed"],
+)
+def test_waits_without_a_timeout_leave_the_hub_running(executor, wait):
+    # No timeout= anywhere (patched, that is where LoopExit hid; unpatched, a
+    # real lock froze the hub): a 5 ms heartbeat keeps ticking meanwhile.
+    futures = [executor.submit(sleep_then, 0.3, i) for i in range(2)]
+    with offload.Heartbeat(0.005) as heartbeat:
+        done = gevent.spawn(wait, futures).get(timeout=30)
+    assert done == set(futures)
+    assert len(heartbeat.lags) >= 15, heartbeat.lags
+
+
 # -- cancelling, giving up -----------------------------------------------------------
 
 

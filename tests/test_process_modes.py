@@ -83,7 +83,8 @@ def test_process_pool_in_mode(mode, tmp_path):
     started = time.monotonic()
     # `import offload` stays light: multiprocessing comes with the first pool.
     assert run(mode, "import sys, offload; print('multiprocessing' in sys.modules)").strip() == "False"
-    out = lines(run(mode, SNIPPET.format(tmp=str(tmp_path)), timeout=90))
+    # The 60 s call is given up on after OFFLOAD_EXIT_TIMEOUT, its process killed.
+    out = lines(run(mode, SNIPPET.format(tmp=str(tmp_path)), timeout=90, env={"OFFLOAD_EXIT_TIMEOUT": "1"}))
     exited = time.monotonic() - started
     assert out["add"] == "3"
     assert out["crash"] == "-9"

@@ -11,6 +11,7 @@ pool's wake-ups are gathered, and why, is in ``docs/howitworks.rst``.
 """
 
 import os
+import weakref
 from collections import deque
 from time import monotonic
 from typing import Any
@@ -34,17 +35,16 @@ class Bridge:
     # ready: appended by workers (any thread), drained by the hub; deque's
     # append and popleft are atomic.  gathering: set and cleared by the hub,
     # read by workers (a stale read only sends one wake-up more or later).
-    # pending, watcher, timer, due, late: hub thread only.
-    __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer", "due", "late")
+    # pending, watcher, timer, due, late: hub thread only.  __weakref__: the
+    # after-fork hook finds every bridge through a WeakSet.
+    __slots__ = ("hub", "ready", "pending", "watcher", "gathering", "timer", "due", "late", "__weakref__")
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.ready: deque[Any] = deque()
         self.pending = 0  # greenlets of this hub parked on a waiter
-        watcher = hub.loop.async_()
-        watcher.start(self._drain)
-        watcher.ref = False
-        self.watcher = watcher
+        self.watcher: Any = None
+        self._plug()
         self.gathering = False
         self.timer: Any = None  # the gathering timer: a new one per window
         self.due = 0.0  # when the gathering timer should fire
@@ -81,6 +81,38 @@ class Bridge:
         if not self.pending:
             self.watcher.ref = False
 
+    def _plug(self):
+        watcher = self.hub.loop.async_()
+        watcher.start(self._drain)
+        watcher.ref = self.pending > 0
+        # Set before anything is drained: a worker appends, then reads this.
+        self.watcher = watcher
+
+    def unplug(self, own_hub):
+        """In a forked child: stop using the parent's watcher and timer.
+
+        Wake-ups meanwhile only queue up in ``ready``.  *own_hub*: this is
+        the forking thread's hub, whose loop the child goes on running, so
+        its watcher is closed; another thread's loop is left untouched (the
+        thread is gone, and sending on that watcher would poke the parent's
+        loop through the file descriptors both processes share).
+        """
+        if own_hub:
+            self.watcher.close()
+            if self.timer is not None:
+                self.timer.close()
+        self.watcher = _UNPLUGGED
+        self.timer = None
+        self.gathering = False
+
+    def replug(self):
+        """In the child's hub, once its loop is rebuilt: a new watcher, and
+        wake whoever was woken meanwhile (the calls that failed with the fork,
+        and those that had finished in the parent before it)."""
+        self._plug()
+        if self.ready:
+            self.watcher.send()
+
     def close(self) -> None:
         self.ready.clear()
         self.watcher.close()
@@ -106,6 +138,22 @@ class Bridge:
                 self.watcher.send()
 
 
+class _Unplugged:
+    """A forked child's stand-in for a parent's watcher: sends go nowhere."""
+
+    ref = False
+
+    def send(self):
+        pass
+
+    def close(self):
+        pass
+
+
+_UNPLUGGED = _Unplugged()
+_bridges: "weakref.WeakSet[Bridge]" = weakref.WeakSet()  # every hub's, any thread's
+
+
 def current_bridge() -> "Bridge | None":
     """The bridge of the calling greenlet's hub, or None where a greenlet
     cannot park: in a thread with no hub, or in the hub greenlet itself."""
@@ -116,24 +164,30 @@ def current_bridge() -> "Bridge | None":
         return hub._offload_bridge  # type: ignore[no-any-return]
     except AttributeError:
         bridge = hub._offload_bridge = Bridge(hub)
+        _bridges.add(bridge)
         return bridge
 
 
 def _after_fork_in_child() -> None:
+    """Unplug every bridge; the forking thread's is plugged in again by its hub.
+
+    Runs before the pools' own after-fork code (registered later), which
+    fails the calls the parent was running for this process's waiters
+    (``Call.abandon``): those wake-ups collect in ``ready`` and are
+    delivered when the child's hub next runs, after gevent has rebuilt its
+    loop -- a patched ``os.fork`` does that only after these hooks return.
+    """
     hub = get_hub_if_exists()
-    if hub is None:
-        return
-    if not gevent.monkey.is_module_patched("os"):
+    if hub is not None and not gevent.monkey.is_module_patched("os"):
         # gevent prepares its loop for the child only in its own fork (the
         # patched os.fork); a bridge needs a working loop, and libuv's does
         # not survive a plain fork.  gevent.reinit is idempotent.
         gevent.reinit()
-    # The bridge refers to the parent's waiters and may hold a ref on the
-    # loop for them; nobody will wake those.
-    bridge = getattr(hub, "_offload_bridge", None)
-    if bridge is not None:
-        del hub._offload_bridge
-        bridge.close()
+    own = getattr(hub, "_offload_bridge", None) if hub is not None else None
+    for bridge in list(_bridges):
+        bridge.unplug(bridge is own)
+    if own is not None:
+        hub.loop.run_callback(own.replug)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -40,6 +40,9 @@ class QueueItem(Protocol):
     def hub_keeps_up(self) -> bool:
         """Whether the caller's hub is within its lag budget (adaptive pools)."""
 
+    def abandon(self, error: BaseException) -> None:
+        """Fail the call with *error*, queued or running, unless it has finished."""
+
 
 class Call:
     """A call whose caller waits on the item itself.
@@ -93,6 +96,12 @@ class Call:
             self.finish(None, futures.CancelledError())
             return True
         return False
+
+    def abandon(self, error):
+        """Fail the call with *error* unless it has finished (after a fork)."""
+        if not self.done:
+            self.claim.clear()  # nobody may start it any more
+            self.finish(None, error)
 
     def give_up(self):
         """The waiter stopped waiting: cancel the call if it is still queued.
@@ -170,3 +179,9 @@ class FutureCall:
     def cancel(self):
         self.future.cancel()
         return not self.start()
+
+    def abandon(self, error):
+        """Fail the future with *error* unless it is done (after a fork)."""
+        if not self.future.done():
+            self.work = None
+            self.future.set_exception(error)

@@ -17,10 +17,14 @@ __all__ = [
     "check_bool",
     "check_callable",
     "check_count",
+    "check_initializer",
+    "check_map",
+    "check_number",
     "check_name",
     "check_seconds",
     "check_timeout",
     "env_count",
+    "env_timeout",
     "name_of",
 ]
 
@@ -49,8 +53,8 @@ def _seconds(name: str, value: Any, what: str) -> float:
         raise TypeError(f"{name} must be {what}, not {_type_name(value)}")
     try:
         seconds = float(value)
-    except OverflowError:  # an int beyond float's range
-        seconds = math.inf
+    except OverflowError:  # an int beyond float's range, either way
+        seconds = math.inf if value > 0 else -math.inf  # type: ignore[operator]
     if math.isnan(seconds):
         raise ValueError(f"{name} must be {what}, not nan")
     return seconds
@@ -82,10 +86,44 @@ def check_seconds(name: str, value: Any, *, positive: bool) -> float:
     return seconds
 
 
+def check_number(name: str, value: Any, minimum: float, maximum: float) -> float:
+    """*value* as a float in ``[minimum, maximum]`` (NaN refused)."""
+    number = _seconds(name, value, "a number")
+    if not minimum <= number <= maximum:
+        raise ValueError(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return number
+
+
+def check_map(fn: Any, timeout: Any, chunksize: Any) -> float | None:
+    """The arguments of an executor's ``map``; returns the timeout to use."""
+    check_callable(fn)
+    timeout = check_timeout(timeout)
+    check_count("chunksize", chunksize, 1)
+    return timeout
+
+
 def check_callable(fn: Any, name: str = "fn") -> None:
     """Raise TypeError unless *fn* is callable."""
     if not callable(fn):
         raise TypeError(f"{name} must be callable, not {_type_name(fn)}")
+
+
+def check_initializer(initializer: Any, initargs: Any) -> tuple:
+    """*initargs* as a tuple, once *initializer* and *initargs* make sense together.
+
+    As the standard library's pools: *initializer* is None or a callable,
+    *initargs* any iterable of arguments (a list too; a str or bytes is
+    refused, as a certain mistake); without an initializer it must be empty.
+    """
+    if isinstance(initargs, (str, bytes)) or not hasattr(initargs, "__iter__"):
+        raise TypeError(f"initargs must be a tuple of arguments, not {_type_name(initargs)}")
+    args = tuple(initargs)
+    if initializer is None:
+        if args:
+            raise ValueError("initargs must be empty without an initializer: pass initializer= too")
+    else:
+        check_callable(initializer, "initializer")
+    return args
 
 
 def check_name(name: str, value: Any) -> str | None:
@@ -106,19 +144,35 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def _from_env(variable: str, convert: Any, what: str) -> Any:
+    """*convert* of the environment variable's value; None if it is unset or
+    blank; ValueError naming the variable if *convert* refuses it."""
+    value = os.environ.get(variable)
+    if value is None or not value.strip():
+        return None
+    try:
+        return convert(value)
+    except ValueError:
+        raise ValueError(f"{variable} must be {what}, not {value!r}") from None
+
+
+def env_timeout(variable: str, default: float | None) -> float | None:
+    """The timeout in the environment variable *variable* (seconds, as
+    :func:`check_timeout`: ``inf`` means none), else *default*; ValueError
+    naming the variable for anything else."""
+    seconds = _from_env(variable, float, "a number of seconds")
+    return default if seconds is None else check_timeout(seconds, variable)
+
+
 def env_count(variable: str, default: int) -> int:
     """The positive int in the environment variable *variable*, else *default*.
 
     An unset or blank variable means the default; anything else that is not
     a positive integer raises ValueError naming the variable.
     """
-    value = os.environ.get(variable)
-    if value is None or not value.strip():
+    count = _from_env(variable, int, "an integer")
+    if count is None:
         return default
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError(f"{variable} must be an integer, not {value!r}") from None
     if count <= 0:
         raise ValueError(f"{variable} must be greater than 0, not {count}")
     return count

@@ -4,11 +4,11 @@ fresh start in the child after ``os.fork()``."""
 import os
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import native
 
-__all__ = ["LazyDefault", "ForkRegistry"]
+__all__ = ["LazyDefault", "ForkRegistry", "fail_orphans", "take_orphans"]
 
 _T = TypeVar("_T")
 
@@ -72,3 +72,28 @@ class ForkRegistry(Generic[_F]):
     def _after_fork_in_child(self) -> None:
         for obj in list(self._objects):
             obj._after_fork()
+
+
+def take_orphans(queue: Any, live: list[Any]) -> list[tuple[Any, str]]:
+    """In a forked child: the calls a pool's parent had in *queue* or running
+    in its workers (their Counters, *live*), as (item, "queued"/"running").
+
+    No lock is taken: a thread that held one in the parent is gone.
+    """
+    orphans = [(item, "queued") for item in native.take_all(queue)]
+    orphans += [(counters.current, "running") for counters in live if counters.current is not None]
+    return orphans
+
+
+def fail_orphans(orphans: list[tuple[Any, str]], pool: str) -> None:
+    """In a forked child: fail the copies of the parent's calls, at once."""
+    parent = os.getppid()
+    for item, state in orphans:
+        work = item.work
+        name = work.name if work is not None else "a call"
+        item.abandon(
+            RuntimeError(
+                f"{name} was {state} in {pool} in the parent process when it forked "
+                f"(pid {parent}); its result stays there"
+            )
+        )

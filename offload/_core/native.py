@@ -7,6 +7,8 @@ must not be built on them, so everything here comes from
 or not patching has happened (as :mod:`gevent._threading` does).
 """
 
+from typing import Any
+
 from gevent.monkey import get_original
 
 start_new_thread, allocate_lock, get_ident, RLock, local, TIMEOUT_MAX = get_original(
@@ -15,6 +17,20 @@ start_new_thread, allocate_lock, get_ident, RLock, local, TIMEOUT_MAX = get_orig
 SimpleQueue = get_original("_queue", "SimpleQueue")
 Empty = get_original("_queue", "Empty")
 sleep = get_original("time", "sleep")
+
+
+
+def take_all(queue: Any) -> list[Any]:
+    """Everything in *queue* now, without blocking, stop markers (None) dropped."""
+    items: list[Any] = []
+    while True:
+        try:
+            item = queue.get_nowait()
+        except Empty:
+            return items
+        if item is not None:
+            items.append(item)
+
 
 __all__ = [
     "start_new_thread",
@@ -26,4 +42,5 @@ __all__ = [
     "SimpleQueue",
     "Empty",
     "sleep",
+    "take_all",
 ]

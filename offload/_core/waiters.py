@@ -4,7 +4,8 @@ A greenlet on a hub parks (:class:`HubWaiting`) so that only it waits while
 the hub runs every other greenlet; anything else -- a plain thread, or the
 hub greenlet itself, which cannot park -- blocks its thread on a real lock
 (:class:`ThreadWaiting`).  :func:`waiter` picks the kind for the place it is
-called from, and :class:`CrossThreadSemaphore` is built on it.
+called from, and :class:`CrossThreadSemaphore` and :class:`CrossThreadEvent`
+are built on it.
 """
 
 from collections import deque
@@ -14,6 +15,7 @@ from greenlet import getcurrent
 
 from . import native
 from .bridge import LAG_BUDGET, Bridge, current_bridge
+from .checks import check_timeout
 
 _TIMEOUT_MAX = native.TIMEOUT_MAX
 
@@ -216,3 +218,56 @@ class CrossThreadSemaphore:
             return True
 
 
+class CrossThreadEvent:
+    """A :class:`threading.Event` set from any thread, awaited cooperatively.
+
+    What :func:`concurrent.futures.wait` and
+    :func:`~concurrent.futures.as_completed` wait on once offload has made
+    their waiter cooperative (see :mod:`offload.future`): a greenlet parks
+    through its hub's bridge, which holds a reference on the loop while it
+    waits (a patched :class:`threading.Event` set from a worker thread holds
+    none, and its hub exits with ``LoopExit``); a plain thread blocks on a
+    real lock.
+    """
+
+    __slots__ = ("_flag", "_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._lock = native.allocate_lock()
+        self._waiters: list[Any] = []
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter (from any thread)."""
+        with self._lock:
+            self._flag = True
+            waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            w.wake()
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        with self._lock:
+            self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or *timeout* seconds pass; the flag."""
+        timeout = check_timeout(timeout)
+        with self._lock:
+            if self._flag:
+                return True
+            w = waiter()
+            self._waiters.append(w)
+        try:
+            w.wait(timeout)
+        finally:
+            with self._lock:
+                try:
+                    self._waiters.remove(w)
+                except ValueError:  # set() took it, and wakes it (or did)
+                    pass
+        return self._flag

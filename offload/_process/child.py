@@ -11,7 +11,8 @@ import signal
 import traceback
 
 from .._core.checks import name_of
-from .wire import HEADER, PROTOCOL, RAISED, UNSENDABLE, VALUE, dumps
+from .carry import run_with
+from .wire import HEADER, RAISED, UNSENDABLE, VALUE, dumps, pack_answer
 
 IN_CHILD = False  # True in a worker process of any ProcessPool
 
@@ -22,14 +23,16 @@ def run_chunk(fn, chunk):
 
 
 def _read_exactly(fd, size):
-    parts = []
-    while size:
-        part = os.read(fd, min(size, 1 << 20))
-        if not part:
+    # Straight into one buffer: a large call is not copied again to join parts.
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    done = 0
+    while done < size:
+        got = os.readv(fd, [view[done:]])
+        if not got:
             raise EOFError
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
+        done += got
+    return buffer
 
 
 def _write_all(fd, data):
@@ -50,14 +53,13 @@ def _answer_raised(exc):
         message = str(exc)
     except Exception:
         message = repr(exc)
-    body = pickle.dumps((pickled, kind, message, text), PROTOCOL)
-    return bytes((RAISED,)) + body
+    return pack_answer(RAISED, (pickled, kind, message, text))
 
 
 def _answer(data):
-    """Run the call in *data* and return the answer to send back."""
+    """Run the call in *data* and return the answer to send back (its parts)."""
     try:
-        fn, args, kwargs = pickle.loads(data)
+        fn, args, kwargs, values = pickle.loads(data)
     except BaseException as exc:
         error = pickle.UnpicklingError(
             f"the worker process cannot load the call: {exc} (is the function importable there? "
@@ -66,14 +68,14 @@ def _answer(data):
         error.__cause__ = exc
         return _answer_raised(error)
     try:
-        value = fn(*args, **kwargs)
+        value = run_with(values, fn, args, kwargs)
     except BaseException as exc:
         return _answer_raised(exc)
     try:
-        return bytes((VALUE,)) + dumps(value)
+        return pack_answer(VALUE, value)
     except Exception as exc:
         text = f"cannot send the result of {name_of(fn)} back from the worker process: {exc}"
-        return bytes((UNSENDABLE,)) + pickle.dumps(text, PROTOCOL)
+        return pack_answer(UNSENDABLE, text)
 
 
 def child_main(tasks, results, initializer, initargs):
@@ -85,8 +87,9 @@ def child_main(tasks, results, initializer, initargs):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     rfd, wfd = tasks.fileno(), results.fileno()
 
-    def send(answer):
-        _write_all(wfd, HEADER.pack(len(answer)) + answer)
+    def send(parts):
+        for part in parts:  # the head, then each buffer straight from the object
+            _write_all(wfd, part)
 
     if initializer is not None:
         try:
@@ -94,7 +97,7 @@ def child_main(tasks, results, initializer, initargs):
         except BaseException as exc:
             send(_answer_raised(exc))
             return
-    send(bytes((VALUE,)) + pickle.dumps(None))  # ready
+    send(pack_answer(VALUE, None))  # ready
     while True:
         try:
             (size,) = HEADER.unpack(_read_exactly(rfd, HEADER.size))
@@ -109,5 +112,3 @@ def child_main(tasks, results, initializer, initargs):
             send(answer)
         except BrokenPipeError:
             return
-
-

@@ -20,14 +20,14 @@ from gevent.monkey import get_original
 from .._core import native
 from .._core.observe import logger
 from .._poolbase import Counters, serve
-from . import wire
+from . import starting, wire
+from .channel import Answers, socket_pair
 from .child import child_main
 
 _poll = get_original("select", "poll")
 _waitpid = get_original("os", "waitpid")
 _POLLIN = 0x001
 _POLLOUT = 0x004
-_POLL_ERRORS = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL
 
 _start_lock = native.allocate_lock()  # one process start at a time, see ChildKeeper.start_process
 
@@ -74,6 +74,7 @@ class ChildSpec:
     initargs: tuple
     name: str  # the pool's; a child is named "<name>-worker"
     max_tasks_per_child: int | None
+    main_path: str | None = None  # __main__.__file__ when the pool was made
 
 
 class ChildKeeper:
@@ -107,10 +108,8 @@ class ChildKeeper:
         self.pid: int | None = None
         self.served = 0
         self.tasks_fd: Any = None
-        self.results_fd: Any = None
+        self.answers: Answers | None = None  # the results socket, read by whole answers
         self.sentinel: Any = None
-        self.poller: Any = None
-        self.buffer = bytearray()
         self.stopping = False  # set by _terminate: do not start another process
         self.current = None  # the call whose answer the process owes, under self.lock
         self.lock = native.allocate_lock()
@@ -152,7 +151,7 @@ class ChildKeeper:
             self.reap()
         else:
             return None, WorkerCrashed(f"worker processes die on start; cannot run {name}")
-        answer = self.receive()
+        answer = self.answers.receive()  # type: ignore[union-attr]
         with self.lock:
             self.current = None
         if answer is None:
@@ -162,7 +161,8 @@ class ChildKeeper:
             logger.debug("%s: %s; starting a replacement", self.spec.name, message)
             return None, WorkerCrashed(message, exitcode, pid)
         self.served += 1
-        return wire.decode(answer, name)
+        head, buffers = answer
+        return wire.decode(head, buffers, name)
 
     def kill_running(self, item):
         """Kill the process if it is running *item* (and nothing else); True if killed."""
@@ -174,6 +174,15 @@ class ChildKeeper:
             except OSError:
                 return False
             return True
+
+    def signal(self, kill):
+        """Send the process SIGTERM (or SIGKILL if *kill*), if it has one."""
+        proc = self.proc
+        if proc is not None:
+            try:
+                proc.kill() if kill else proc.terminate()
+            except (OSError, AttributeError):  # gone already, or reaped meanwhile
+                pass
 
     def replenish(self):
         """After a call has been answered: retire a process that has served
@@ -202,8 +211,8 @@ class ChildKeeper:
 
         spec = self.spec
         task_r, task_w = os.pipe()
-        result_r, result_w = os.pipe()
-        child_ends = (Connection(task_r, writable=False), Connection(result_w, readable=False))
+        results, child_results = socket_pair()
+        child_ends = (Connection(task_r, writable=False), Connection(child_results.detach(), readable=False))
         proc = spec.context.Process(
             target=child_main,
             args=child_ends + (spec.initializer, spec.initargs),
@@ -214,10 +223,11 @@ class ChildKeeper:
             # themselves with locks that may be gevent's after patching; this
             # pool never contends for them from two threads at once.
             with _start_lock:
+                starting.restore_main_path(spec.main_path)
                 proc.start()
         except BaseException as exc:
             os.close(task_w)
-            os.close(result_r)
+            results.close()
             failure = RuntimeError(f"cannot start a worker process: {exc!r}")
             failure.__cause__ = exc
             return failure
@@ -228,21 +238,17 @@ class ChildKeeper:
         # multiprocessing's own bookkeeping would poll it with patched ones.
         mp_process._children.discard(proc)  # type: ignore[attr-defined]
         os.set_blocking(task_w, False)
-        os.set_blocking(result_r, False)
         self.proc = proc
         self.pid = proc.pid
-        self.tasks_fd, self.results_fd, self.sentinel = task_w, result_r, proc.sentinel
-        self.poller = _poll()
-        self.poller.register(result_r, _POLLIN)
-        self.poller.register(proc.sentinel, _POLLIN)
-        self.buffer = bytearray()
+        self.tasks_fd, self.sentinel = task_w, proc.sentinel
+        self.answers = Answers(results, proc.sentinel)
         self.served = 0
-        ready = self.receive()
+        ready = self.answers.receive()
         if ready is None:
             exitcode, pid = self.reap()
             message = f"a new worker process (pid {pid}) died with {_describe(exitcode)}"
             return WorkerCrashed(message, exitcode, pid)
-        _, error = wire.decode(ready, "the initializer")
+        _, error = wire.decode(ready[0], ready[1], "the initializer")
         if error is not None:
             self.stop_process()
             failure = RuntimeError(f"the initializer of {spec.name} failed in a worker process: {error!r}")
@@ -251,48 +257,25 @@ class ChildKeeper:
         return None
 
     def alive(self):
-        return not any(fired == self.sentinel for fired, _ in self.poller.poll(0))
+        return self.answers._alive()  # type: ignore[union-attr]
 
-    def send(self, data):
-        """Write a whole message; False if the process died first."""
-        view = memoryview(data)
+    def send(self, parts):
+        """Write a whole message, its parts in order; False if the process died first."""
         fd = self.tasks_fd
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                waiter = _poll()
-                waiter.register(fd, _POLLOUT)
-                waiter.register(self.sentinel, _POLLIN)
-                if any(fired == self.sentinel for fired, _ in waiter.poll()):
-                    return False
-            except OSError:  # BrokenPipeError: nobody reads any more
-                return False
-        return True
-
-    def receive(self):
-        """The next whole message from the process, or None if it died first."""
-        buffer = self.buffer
-        fd = self.results_fd
-        while True:
-            message = wire.take_message(buffer)
-            if message is not None:
-                return message
-            dead = False
-            for fired, events in self.poller.poll():
-                if fired == self.sentinel or events & _POLL_ERRORS:
-                    dead = True
-            while True:
+        for part in parts:
+            view = memoryview(part)
+            while view:
                 try:
-                    chunk = os.read(fd, 1 << 20)
+                    view = view[os.write(fd, view) :]
                 except BlockingIOError:
-                    break
-                if not chunk:
-                    dead = True
-                    break
-                buffer += chunk
-            if dead:
-                return wire.take_message(buffer)
+                    waiter = _poll()
+                    waiter.register(fd, _POLLOUT)
+                    waiter.register(self.sentinel, _POLLIN)
+                    if any(fired == self.sentinel for fired, _ in waiter.poll()):
+                        return False
+                except OSError:  # BrokenPipeError: nobody reads any more
+                    return False
+        return True
 
     def reap(self):
         """Forget the (dead or dying) process; (exit code or None, pid)."""
@@ -301,9 +284,8 @@ class ChildKeeper:
             return None, pid
         self.proc = None
         os.close(self.tasks_fd)
-        os.close(self.results_fd)
-        self.tasks_fd = self.results_fd = None
-        self.poller = None
+        self.answers.close()  # type: ignore[union-attr]
+        self.tasks_fd = self.answers = None
         exitcode = None
         popen = proc._popen
         try:
@@ -322,6 +304,23 @@ class ChildKeeper:
             popen.returncode = exitcode
         popen.close()
         return exitcode, pid
+
+    def forget(self):
+        """In a forked child: close the copies of the parent's pipe ends and
+        sentinel (the process is the parent's), so that they do not outlive
+        the parent's."""
+        if self.tasks_fd is not None:
+            try:
+                os.close(self.tasks_fd)
+            except OSError:
+                pass
+        if self.answers is not None:
+            self.answers.close()
+        if self.proc is not None:
+            # The sentinel through multiprocessing's own finalizer, which
+            # would otherwise close that fd number again when collected.
+            self.proc._popen.close()
+        self.proc = self.tasks_fd = self.answers = self.sentinel = None
 
     def stop_process(self, grace=5.0):
         """Ask the process to exit; terminate, then kill it if it does not."""
@@ -348,6 +347,7 @@ class ChildKeeper:
 def _after_fork_in_child():
     global _start_lock
     _start_lock = native.allocate_lock()
+    starting.reset_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

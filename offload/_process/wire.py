@@ -1,11 +1,20 @@
 """What crosses the pipe between a ProcessPool and its worker processes.
 
 Messages are framed by an 8-byte length; an empty one tells a child to exit.
-A call travels as a pickle of ``(fn, args, kwargs)``, made in the caller so
-that an unpicklable one fails there at once.  An answer is one tag byte --
-a value, an exception (with its type name, message and traceback text, so it
-survives even when the exception itself cannot be unpickled), or a result
-that could not be pickled -- followed by a pickle.  The child's side of the
+A call travels as a pickle of ``(fn, args, kwargs, context values)``, made
+in the caller so that an unpicklable one fails there at once.  An answer is
+a *head* -- one tag byte (a value, an exception with its type name, message
+and traceback text, so it survives even when the exception itself cannot be
+unpickled, or a result that could not be pickled), the sizes of its
+out-of-band buffers, and a protocol-5 pickle -- then those buffers, raw.
+
+Large results are the reason for the buffers.  A ``bytes`` result of 1 MiB
+or more (also as an item of a small tuple, list or dict result), and every
+large buffer pickle 5 takes out of band (``bytearray``, NumPy arrays,
+:class:`pickle.PickleBuffer`), crosses as raw bytes that the parent reads
+straight into the object it hands back: no copy of the payload
+is made while holding the GIL, so the caller's hub keeps running while a
+200 MB result arrives (see ``bench/bench_bigresult.py``).  The child's side of the
 conversation is in :mod:`offload._process.child`, the parent's in
 :mod:`offload._process.keeper`.
 """
@@ -14,13 +23,20 @@ import importlib
 import io
 import pickle
 import struct
+from functools import partial
 from itertools import islice
 from types import FunctionType
 
 from .._core.checks import name_of
+from .carry import carried
 
 HEADER = struct.Struct("!Q")
+COUNT = struct.Struct("!I")  # in a head: how many buffers follow
+BUFFER = struct.Struct("!QB")  # in a head: one buffer's size, and 1 if read-only
 STOP = HEADER.pack(0)
+#: Buffers this large or larger travel out of band (bytes).
+OUT_OF_BAND = 1 << 20
+_LIFT_ITEMS = 64  # a container this small is looked into for large bytes
 VALUE, RAISED, UNSENDABLE = 0, 1, 2  # the first byte of every answer
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -72,29 +88,81 @@ class _WrapperAwarePickler(pickle.Pickler):
         return NotImplemented
 
 
-def dumps(obj):
-    """Pickle *obj*, falling back to :class:`_WrapperAwarePickler` if plain pickle refuses."""
+def dumps(obj, buffers=None):
+    """Pickle *obj*, falling back to :class:`_WrapperAwarePickler` if plain pickle refuses.
+
+    With a list *buffers*, large buffers go out of band: their memoryviews
+    are appended to it, in the order the pickle refers to them.
+    """
+    callback = None if buffers is None else partial(_out_of_band, buffers)
     try:
-        return pickle.dumps(obj, PROTOCOL)
+        return pickle.dumps(obj, PROTOCOL, buffer_callback=callback)
     except Exception as first:
+        if buffers is not None:
+            buffers.clear()  # what the failed attempt took out of band
         buffer = io.BytesIO()
         try:
-            _WrapperAwarePickler(buffer, PROTOCOL).dump(obj)
+            _WrapperAwarePickler(buffer, PROTOCOL, buffer_callback=callback).dump(obj)
         except Exception:
             raise first from None
         return buffer.getvalue()
 
 
-def pack_call(fn, args, kwargs):
-    """The message that asks a child to run ``fn(*args, **kwargs)``."""
+def _out_of_band(buffers, buffer):
+    # A true return keeps a small buffer in the pickle itself.
+    if buffer.raw().nbytes < OUT_OF_BAND:
+        return True
+    buffers.append(buffer.raw())
+    return False
+
+
+def _big_bytes(obj):
+    return type(obj) is bytes and len(obj) >= OUT_OF_BAND
+
+
+def _lift(obj):
+    """*obj* with its large ``bytes`` as PickleBuffers: the object itself, or
+    the items of a small tuple, list or dict (one level down, the common
+    ``(status, payload)`` and ``{"data": payload}`` shapes).
+
+    Plain pickle copies bytes into the stream; a PickleBuffer goes out of
+    band and unpickles as the very bytes object the parent reads.
+    """
+    kind = type(obj)
+    if kind is bytes:
+        return pickle.PickleBuffer(obj) if len(obj) >= OUT_OF_BAND else obj
+    if kind in (tuple, list) and len(obj) <= _LIFT_ITEMS and any(map(_big_bytes, obj)):
+        return kind(pickle.PickleBuffer(item) if _big_bytes(item) else item for item in obj)
+    if kind is dict and len(obj) <= _LIFT_ITEMS and any(map(_big_bytes, obj.values())):
+        return {key: pickle.PickleBuffer(v) if _big_bytes(v) else v for key, v in obj.items()}
+    return obj
+
+
+def pack_answer(kind, obj):
+    """The parts of an answer, to be written in order: the framed head, then
+    the raw out-of-band buffers (memoryviews)."""
+    buffers: list = []
+    stream = dumps(_lift(obj), buffers)
+    table = b"".join(BUFFER.pack(view.nbytes, view.readonly) for view in buffers)
+    head_size = 1 + COUNT.size + len(table) + len(stream)
+    parts = [HEADER.pack(head_size) + bytes((kind,)) + COUNT.pack(len(buffers)) + table, stream]
+    return parts + buffers
+
+
+def pack_call(fn, args, kwargs, context=None):
+    """The message that asks a child to run ``fn(*args, **kwargs)``, with what
+    of the caller's *context* can travel (see :mod:`offload._process.carry`)."""
+    values = carried(context) if context is not None else ()
     try:
-        body = dumps((fn, args, kwargs))
+        body = dumps((fn, args, kwargs, values))
     except Exception as exc:
         raise pickle.PicklingError(
             f"cannot send {name_of(fn)} and its arguments to a worker process: {exc} "
             "(functions must be importable by name, arguments and results picklable)"
         ) from exc
-    return HEADER.pack(len(body)) + body
+    # Two parts, written one after the other: a large call is not copied to
+    # put its header in front.
+    return (HEADER.pack(len(body)), body)
 
 
 def chunks(iterables, size):
@@ -107,13 +175,22 @@ def chunks(iterables, size):
         yield chunk
 
 
-def decode(answer, name):
-    """(value, error) from a child's answer."""
-    kind = answer[0]
-    body = memoryview(answer)[1:]
+def buffer_table(head):
+    """From the start of a head: (kind, [(size, read-only), ...], where the pickle starts)."""
+    kind = head[0]
+    (count,) = COUNT.unpack_from(head, 1)
+    start = 1 + COUNT.size
+    table = [BUFFER.unpack_from(head, start + i * BUFFER.size) for i in range(count)]
+    return kind, table, start + count * BUFFER.size
+
+
+def decode(head, buffers, name):
+    """(value, error) from a child's answer: its head and its buffers."""
+    kind, _, start = buffer_table(head)
+    body = memoryview(head)[start:]
     try:
         if kind == VALUE:
-            return pickle.loads(body), None
+            return pickle.loads(body, buffers=buffers), None
         if kind == UNSENDABLE:
             return None, pickle.PicklingError(pickle.loads(body))
         pickled, type_name, message, text = pickle.loads(body)
@@ -133,16 +210,3 @@ def decode(answer, name):
         error = RuntimeError(f"{type_name}: {message} (raised in a worker process; cannot be sent back)")
     error.__cause__ = RemoteTraceback(text)
     return None, error
-
-
-def take_message(buffer):
-    """Remove and return the first whole message in *buffer*, if there is one."""
-    if len(buffer) < HEADER.size:
-        return None
-    (size,) = HEADER.unpack_from(buffer)
-    end = HEADER.size + size
-    if len(buffer) < end:
-        return None
-    message = bytes(buffer[HEADER.size : end])
-    del buffer[:end]
-    return message

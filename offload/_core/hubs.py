@@ -1,0 +1,113 @@
+"""A hub for each worker thread when ``_thread`` is patched, made one at a time.
+
+After :func:`gevent.monkey.patch_all`, :mod:`importlib`'s module locks are
+gevent locks.  A worker thread with no hub that finds one of them taken
+(another thread is importing that module) does not block: gevent's lock
+sleeps to let "other greenlets" run, which creates the thread's hub, whose
+constructor imports again (gevent's config resolves names lazily) and takes
+further module locks.  Two hubless threads doing this at once -- two workers
+calling a patched ``time.sleep`` or taking a patched lock for the first time
+-- each hold a module lock the other waits for: the process hangs (gevent's
+own ThreadPool hangs the same way).  A thread that already has a hub only
+cycles its loop when an import lock is busy, which is harmless.
+
+So before a worker runs any call, :func:`ensure_hub` gives it its hub,
+under a real lock so that no two threads build one at the same time, and
+the thread starting a worker first resolves gevent's settings
+(:func:`prepare`), so that no hub's constructor imports anything.
+Unpatched, it does nothing: no thread pays for a loop it does not use.
+"""
+
+import os
+
+import gevent
+import gevent.monkey
+from gevent._hub_local import get_hub_if_exists
+
+from . import native
+
+__all__ = ["callbacks_runner", "ensure_hub", "idle_get", "prepare"]
+
+#: How often an idle worker with a hub runs its loop's callbacks (seconds).
+IDLE_TICK = 0.02
+
+_lock = native.allocate_lock()
+
+
+def prepare() -> None:
+    """Resolve, in the thread starting a worker, the gevent settings a hub's
+    constructor reads, so that no hub built later imports anything.
+
+    Without it a worker building its hub and a hubless main thread building
+    its own (its first ``gevent.spawn``) import gevent's settings at the
+    same moment, and deadlock as above.  A setting resolves once; later
+    calls are attribute reads.
+    """
+    if gevent.monkey.is_module_patched("_thread"):
+        config = gevent.config
+        for setting in ("loop", "libev_backend", "format_context", "monitor_thread", "track_greenlet_tree"):
+            getattr(config, setting)
+
+
+def ensure_hub() -> None:
+    """Give the calling worker thread its hub now if ``_thread`` is patched."""
+    if get_hub_if_exists() is None and gevent.monkey.is_module_patched("_thread"):
+        with _lock:
+            gevent.get_hub()
+
+
+def idle_get(queue):
+    """The ``get`` of a worker whose thread has a hub, or None for ``queue.get``.
+
+    A patched lock remembers the hub of the thread that first took it, and a
+    release in any other thread is delivered as a callback on that hub's
+    loop.  A worker blocked on its queue runs no loop: a thread waiting on
+    such a lock would wait until that worker ran another call, for ever if
+    none came.  So an idle worker with a hub takes calls with a short
+    timeout and runs its loop's pending callbacks between tries.
+    """
+    hub = get_hub_if_exists()
+    if hub is None:
+        return None
+    sleep = gevent.sleep
+    get = queue.get
+    Empty = native.Empty
+
+    def get_running_callbacks():
+        while True:
+            try:
+                return get(True, IDLE_TICK)
+            except Empty:
+                sleep(0)  # one pass of this thread's loop: its callbacks run
+
+    return get_running_callbacks
+
+
+def callbacks_runner():
+    """For a worker thread with a hub: a function that runs its loop's pending
+    callbacks, if it has any; None in a thread without a hub.
+
+    Called after each call and before the thread ends: a patched lock
+    released by the call is handed to the next thread waiting for it by a
+    callback on this loop, which must run before the worker takes its next
+    call (the waiter would starve) or ends (it would wait for ever).
+    """
+    hub = get_hub_if_exists()
+    if hub is None:
+        return None
+    callbacks = hub.loop._callbacks
+    sleep = gevent.sleep
+
+    def run_callbacks():
+        if len(callbacks):
+            sleep(0)  # one pass of this thread's loop
+
+    return run_callbacks
+
+
+def _after_fork_in_child():
+    global _lock
+    _lock = native.allocate_lock()  # a worker may have held it: workers are gone
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
