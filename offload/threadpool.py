@@ -101,7 +101,7 @@ class ThreadPool(PoolBase):
         ``<prefix>_<n>``; the default prefix is *name*.  The name is the
         thread's in the OS (Linux, 15 bytes), at the bottom of its stack in
         :mod:`faulthandler` dumps and :func:`sys._current_frames`, and in
-        :func:`worker_threads`.
+        :func:`~offload.threadpool.worker_threads`.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
     the calling greenlet; in a plain thread it blocks that thread.  With
