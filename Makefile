@@ -25,7 +25,7 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: lint pytest doctest
+test: lint pytest doctest docs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check offload tests examples bench docs noxfile.py

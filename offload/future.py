@@ -125,7 +125,7 @@ class Future(futures.Future[_T]):
     builtin :exc:`TimeoutError`.  Everything else, including
     :func:`concurrent.futures.wait` and :func:`~concurrent.futures.as_completed`,
     behaves as the standard library documents -- so callbacks added with
-    :meth:`add_done_callback` run in the thread that completes the future (a
+    :meth:`~concurrent.futures.Future.add_done_callback` run in the thread that completes the future (a
     worker), where they must not touch another thread's gevent objects; to
     continue in a greenlet, wait on the future there.
     """

@@ -51,6 +51,11 @@ class Heartbeat:
         self._due = 0.0
 
     def start(self) -> "Heartbeat":
+        """Start ticking in a greenlet of this hub; return the heartbeat.
+
+        ``with Heartbeat(...) as hb:`` calls it.  It yields once, so the first
+        tick is armed before the watched code runs.  A heartbeat starts once.
+        """
         if self._glet is not None:
             raise RuntimeError("heartbeat already started")
         self._due = perf_counter() + self.interval
@@ -59,6 +64,10 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
+        """Stop ticking; a tick overdue at this moment counts as one more lag.
+
+        Stopping a heartbeat that is not running does nothing.
+        """
         glet, self._glet = self._glet, None
         if glet is None:
             return
@@ -90,6 +99,7 @@ class Heartbeat:
 
     @property
     def max_lag(self) -> float:
+        """The worst lag recorded, in seconds (0.0 before the first tick)."""
         return max(self.lags, default=0.0)
 
     def lag(self, q: float) -> float:

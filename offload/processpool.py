@@ -124,7 +124,7 @@ class ProcessPool(PoolBase):
     """A :class:`concurrent.futures.Executor` of worker processes for gevent.
 
     :param max_workers: the most processes it runs at once; ``None`` means
-        :func:`default_process_count` (``OFFLOAD_PROCESSES``, else the CPUs
+        :func:`~offload.processpool.default_process_count` (``OFFLOAD_PROCESSES``, else the CPUs
         available).
     :param mp_context: ``None`` (``forkserver``), ``"forkserver"``,
         ``"spawn"``, or a :mod:`multiprocessing` context using one of them.
@@ -363,7 +363,7 @@ def get_default_process_pool() -> ProcessPool:
     """The process-wide :class:`ProcessPool`, created on first use.
 
     ``pool="process"`` means this pool.  Its size is
-    :func:`default_process_count`.
+    :func:`~offload.processpool.default_process_count`.
     """
     return _default.get()
 

@@ -82,7 +82,7 @@ class ThreadPool(PoolBase):
     """A :class:`concurrent.futures.Executor` of real OS threads for gevent.
 
     :param max_workers: the most threads it runs at once; ``None`` means
-        :func:`default_size` (``OFFLOAD_THREADS``, else 10).
+        :func:`~offload.threadpool.default_size` (``OFFLOAD_THREADS``, else 10).
     :param name: a label for :func:`repr` and :meth:`stats`.
     :param max_queue: the most calls that may wait for a thread; a full queue
         makes :meth:`submit` wait (cooperatively in a greenlet).  0 means
@@ -101,7 +101,7 @@ class ThreadPool(PoolBase):
         ``<prefix>_<n>``; the default prefix is *name*.  The name is the
         thread's in the OS (Linux, 15 bytes), at the bottom of its stack in
         :mod:`faulthandler` dumps and :func:`sys._current_frames`, and in
-        :func:`worker_threads`.
+        :func:`~offload.threadpool.worker_threads`.
 
     Waiting on it -- :meth:`call`, or ``submit(...).result()`` -- blocks only
     the calling greenlet; in a plain thread it blocks that thread.  With

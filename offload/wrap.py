@@ -53,7 +53,7 @@ def _mirror(outer, inner):
 
 
 class ExecutorFacade(CheckedMap, Generic[_E]):
-    """A gevent-friendly view of a foreign executor; see :func:`wrap_executor`.
+    """A gevent-friendly view of a foreign executor; see :func:`~offload.wrap_executor`.
 
     ``executor`` is the wrapped executor.
     """

@@ -20,6 +20,8 @@ import pytest
 import services
 from mongo_server import mongo_server_info, mongo_uri  # noqa: F401
 
+import offload
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README_DSN = '"dbname=test"'
 README_MONGO = '"mongodb://localhost:27017"'
@@ -73,6 +75,21 @@ def test_threads_and_postgres_block(tmp_path):
     assert README_DSN in code
     code = code.replace(README_DSN, repr(services.POSTGRES_DSN))
     assert run_script(tmp_path, code) == expected_output(code)
+
+
+def test_the_probe_line_tells_a_blocking_driver_apart():
+    """The README's probe, on a plain psycopg2 cursor, says blocked: its False means something."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    if not services.port_open("127.0.0.1", 5432):
+        services.unavailable("PostgreSQL is not listening on 127.0.0.1:5432")
+    line = next(line for line in block("offload.dbapi").splitlines() if "offload.probe(" in line)
+    assert 'offload.probe(cur.execute, "SELECT pg_sleep(0.5)", threshold=0.25)' in line
+    conn = psycopg2.connect(services.POSTGRES_DSN)
+    try:
+        result = offload.probe(conn.cursor().execute, "SELECT pg_sleep(0.5)", threshold=0.25)
+    finally:
+        conn.close()
+    assert result.blocked, result
 
 
 def test_mongo_block(tmp_path, mongo_uri):  # noqa: F811 (the fixture)

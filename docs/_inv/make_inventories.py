@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The standard library modules the docs (and the docstrings autodoc pulls in) refer to.
 PYTHON_MODULES = [
     "asyncio", "collections", "collections.abc", "concurrent.futures", "concurrent.futures.process",
+    "concurrent.futures.thread", "faulthandler", "sys",
     "contextlib", "contextvars",
     "dataclasses", "enum", "functools", "hashlib", "inspect", "io", "itertools", "json", "logging",
     "math", "multiprocessing", "numbers", "os", "pickle", "queue", "random", "select", "signal",
@@ -39,7 +40,29 @@ PYTHON_MODULES = [
     "types", "typing", "warnings", "weakref",
 ]  # fmt: skip
 # Modules CPython documents on another module's page.
-PYTHON_PAGES = {"concurrent.futures.process": "concurrent.futures"}
+PYTHON_PAGES = {
+    "concurrent.futures.process": "concurrent.futures",
+    "concurrent.futures.thread": "concurrent.futures",
+}
+# Documented names the walk leaves out (private-looking, or data).
+PYTHON_EXTRA = [
+    ("sys._current_frames", "py:function", "library/sys.html#sys._current_frames"),
+    (
+        "concurrent.futures.FIRST_COMPLETED",
+        "py:data",
+        "library/concurrent.futures.html#concurrent.futures.FIRST_COMPLETED",
+    ),
+    (
+        "concurrent.futures.FIRST_EXCEPTION",
+        "py:data",
+        "library/concurrent.futures.html#concurrent.futures.FIRST_EXCEPTION",
+    ),
+    (
+        "concurrent.futures.ALL_COMPLETED",
+        "py:data",
+        "library/concurrent.futures.html#concurrent.futures.ALL_COMPLETED",
+    ),
+]
 GEVENT_MODULES = [
     "gevent",
     "gevent.monkey",
@@ -110,6 +133,7 @@ def _python_entries() -> list[tuple[str, str, str]]:
             rows.append((name, "py:class", "library/functions.html#$"))
         elif inspect.isroutine(obj):
             rows.append((name, "py:function", "library/functions.html#$"))
+    rows.extend(PYTHON_EXTRA)
     for modname in PYTHON_MODULES:
         for full, role, _obj in _walk(modname):
             anchor = f"module-{modname}" if role == "py:module" else full.replace("._base.", ".")
