@@ -134,6 +134,7 @@ def _get(port, path):
 
 @pytest.mark.slow
 def test_gunicorn_preload_two_gevent_workers_under_load(dsn, tmp_path):
+    services.gevent_worker_or_skip()
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     if not os.path.exists(gunicorn):
         pytest.skip("gunicorn is not installed (pip install -e '.[test]')")

@@ -25,6 +25,7 @@ GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 
 
 def start_gunicorn(*extra, pool_size=20, app="gunicorn_app:app", chdir=EXAMPLES, env=None):
+    services.gevent_worker_or_skip()
     if not services.port_open("127.0.0.1", 5432):
         services.unavailable("PostgreSQL at 127.0.0.1:5432")
     port = services.free_port()
