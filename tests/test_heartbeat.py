@@ -159,7 +159,7 @@ def test_probe_sees_a_cooperative_wait_as_not_blocking():
     result = probe(gevent.sleep, 0.2)
     assert not result.blocked, result
     assert result.ticks >= 10 and result.max_lag < result.p99_lag + 0.15
-    assert result.elapsed >= 0.2
+    assert result.elapsed >= 0.19  # libuv rounds timers to whole milliseconds
 
 
 def test_probe_of_a_call_offloaded_to_a_thread_is_not_blocking():
