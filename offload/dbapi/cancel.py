@@ -20,6 +20,7 @@ the connection, and the lane does not start its next call until the cancel
 has been delivered, so a cancel can never stop the next borrower's statement.
 """
 
+import abc
 import os
 from types import ModuleType
 from typing import Any
@@ -44,15 +45,15 @@ def cancel_pool() -> ThreadPool:
     return _cancel_pool.get()
 
 
-class Canceller:
+class Canceller(abc.ABC):
     """Stops the statement running on one driver's connections."""
 
     def __init__(self, module: ModuleType) -> None:
         self.module = module
 
+    @abc.abstractmethod
     def cancel(self, raw: Any, dial: tuple) -> None:
         """Ask the server to stop what *raw* runs; *dial* is ``(args, kwargs)`` of its connect()."""
-        raise NotImplementedError
 
     def took_effect(self, error: BaseException | None) -> bool:
         """Whether a statement that ended with *error* (None: no error) was stopped by the cancel."""
@@ -138,7 +139,7 @@ def _close_quietly(connection):
         return
 
 
-_BY_DRIVER = {
+_BY_DRIVER: dict[str, type[Canceller]] = {
     "psycopg2": _Psycopg2,
     "psycopg": _Psycopg,
     "pymysql": _MySQL,
