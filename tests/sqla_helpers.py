@@ -3,6 +3,7 @@ only our own sessions are ever looked at or terminated."""
 
 import time
 import uuid
+from contextlib import contextmanager
 
 import gevent
 import pytest
@@ -89,3 +90,16 @@ def overlap(engine, sql, n=3):
         gevent.joinall(glets, raise_error=True)
         elapsed = time.monotonic() - started
     return [g.value for g in glets], elapsed, beat.max_lag
+
+
+@contextmanager
+def scratch_table(engine, columns):
+    """A table of *columns* (SQL) with a unique name, dropped afterwards."""
+    name = unique()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {name} ({columns})")
+    try:
+        yield name
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")

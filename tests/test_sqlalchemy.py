@@ -10,7 +10,7 @@ import time
 
 import gevent
 import pytest
-from sqla_helpers import overlap, pg_admin, pg_engine, pg_sessions, sa, unique, wait_until
+from sqla_helpers import overlap, pg_admin, pg_engine, pg_sessions, sa, scratch_table, wait_until
 
 import offload
 from offload import dbapi
@@ -35,12 +35,8 @@ def engine(driver):
 
 @pytest.fixture
 def table(engine):
-    name = unique()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {name} (id serial PRIMARY KEY, tag text UNIQUE, n integer)")
-    yield name
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    with scratch_table(engine, "id serial PRIMARY KEY, tag text UNIQUE, n integer") as name:
+        yield name
 
 
 def test_url_gives_offload_dialect_and_cooperative_pool(engine, driver):

@@ -2,7 +2,7 @@
 
 
 import pytest
-from sqla_helpers import mysql_engine, overlap, sa, unique
+from sqla_helpers import mysql_engine, overlap, sa, scratch_table
 
 import offload
 from offload.sqlalchemy import CooperativeQueuePool
@@ -24,14 +24,8 @@ def engine(driver):
 
 @pytest.fixture
 def table(engine):
-    name = unique()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"CREATE TABLE {name} (id INTEGER PRIMARY KEY AUTO_INCREMENT, tag VARCHAR(40) UNIQUE)"
-        )
-    yield name
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    with scratch_table(engine, "id INTEGER PRIMARY KEY AUTO_INCREMENT, tag VARCHAR(40) UNIQUE") as name:
+        yield name
 
 
 @pytest.mark.timing

@@ -6,7 +6,7 @@ import time
 import gevent
 import modes
 import pytest
-from sqla_helpers import PG_URLS, pg_admin, pg_engine, pg_sessions, sa, unique, wait_until
+from sqla_helpers import PG_URLS, pg_admin, pg_engine, pg_sessions, sa, scratch_table, unique, wait_until
 
 import offload
 import offload.sqlalchemy.dialect as offload_dialect
@@ -16,12 +16,8 @@ from offload import dbapi
 @pytest.fixture
 def counter_table():
     engine = pg_engine("psycopg2")
-    name = unique()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {name} (tag text)")
-    yield name
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    with scratch_table(engine, "tag text") as name:
+        yield name
     engine.dispose()
 
 
