@@ -67,3 +67,28 @@ print("ok=", True)
 def test_main_hub_and_a_worker_hub_built_at_once():
     for _ in range(8):
         assert modes.lines(modes.run("all", MAIN_AND_WORKER_HUBS, timeout=30))["ok"] == "True"
+
+
+IDLE_CALLBACK = r"""
+import time
+import gevent
+import offload
+from offload._core import native
+pool = offload.ThreadPool(1)
+hub = pool.call(gevent.get_hub)  # the worker's own hub (patched: it has one)
+ran = native.allocate_lock()
+ran.acquire()
+time.sleep(0.1)  # the worker is idle, blocked on its queue
+# What a patched lock released in another thread does to the hub that owns
+# it: a callback on that loop, which only its (idle) worker can run.
+started = time.monotonic()
+hub.loop.run_callback_threadsafe(ran.release)
+print("ran=", ran.acquire(True, 5))
+print("after=", time.monotonic() - started)
+"""
+
+
+def test_an_idle_worker_runs_callbacks_sent_to_its_loop():
+    out = modes.lines(modes.run("all", IDLE_CALLBACK, timeout=60))
+    assert out["ran"] == "True"
+    assert float(out["after"]) < 1  # one idle tick (20 ms), with room for a loaded machine

@@ -72,13 +72,17 @@ def idle_get(queue):
     sleep = gevent.sleep
     get = queue.get
     Empty = native.Empty
+    callbacks = hub.loop._callbacks
 
     def get_running_callbacks():
         while True:
             try:
                 return get(True, IDLE_TICK)
             except Empty:
-                sleep(0)  # one pass of this thread's loop: its callbacks run
+                # Only a pass with callbacks to run: most ticks find none,
+                # and a pass for nothing costs the GIL and a loop iteration.
+                if len(callbacks):
+                    sleep(0)  # one pass of this thread's loop: its callbacks run
 
     return get_running_callbacks
 
