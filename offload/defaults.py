@@ -106,6 +106,8 @@ def call(fn: Callable[..., _T], /, *args: Any, pool: PoolArg = None, **kwargs: A
     keyword named ``pool`` to *fn*, use :func:`functools.partial` or the
     pool's own :meth:`~ThreadPool.call`.
     """
+    if pool is None:  # the default pool, without resolve_pool's two frames
+        return (_default._value or _default.get())._call(fn, args, kwargs, None)
     return resolve_pool(pool)._call(fn, args, kwargs, None)
 
 

@@ -144,9 +144,25 @@ class ThreadPool(PoolBase):
         _pools.add(self)
         exiting.add(self)
 
+    @property
+    def _is_shutdown(self) -> bool:  # type: ignore[override]
+        return self._shut
+
+    @_is_shutdown.setter
+    def _is_shutdown(self, value: bool) -> None:
+        # Whoever shuts the pool (shutdown(), the interpreter's exit) closes
+        # _put's fast path first: a put that saw it open re-checks after
+        # queueing (see _put).
+        if value:
+            self._plain = False
+        self._shut = value
+
     def _reset(self):
         super()._reset()
         self._slots = CrossThreadSemaphore(self._max_queue) if self._max_queue else None
+        # The fast path of _put: open, not broken, no bounded queue, eager.
+        open_ = not (self._is_shutdown or self._broken)
+        self._plain = open_ and self._slots is None and self._pace is None
 
     # -- submitting -------------------------------------------------------
 
@@ -198,6 +214,28 @@ class ThreadPool(PoolBase):
         return _new_work((fn, args, kwargs, contextvars.copy_context()))
 
     def _put(self, item):
+        if not self._plain:
+            return self._put_checked(item)
+        self._submitted += 1
+        self._queue.put(item)
+        if not self._plain:  # shutdown() or a failed initializer since the check above
+            return self._after_put(item)
+        # _wake_or_spawn, spelled out for an eager pool: every call passes here.
+        idle = self._idle
+        if idle:
+            try:
+                idle.pop()
+                return self._queue.qsize() > 1
+            except IndexError:
+                pass
+        if len(self._workers) < self._max_workers:
+            self._spawn()
+            if self._is_shutdown and not self._workers:
+                self._cancel_queued()  # as in _after_put: the worker was refused
+            return False
+        return self._queue.qsize() > 0
+
+    def _put_checked(self, item):
         if self._broken is not None:
             raise BrokenThreadPool(self._broken)
         if self._is_shutdown:
@@ -209,6 +247,9 @@ class ThreadPool(PoolBase):
                 raise RuntimeError(exiting.refusal())
         self._submitted += 1
         self._queue.put(item)
+        return self._after_put(item)
+
+    def _after_put(self, item):
         if self._is_shutdown:
             # shutdown() ran since the check above, and may have queued the
             # workers' stop markers ahead of this call.  The last worker to
@@ -281,6 +322,7 @@ class ThreadPool(PoolBase):
         Every call queued now fails with :exc:`BrokenThreadPool`, and every
         later submit raises it.
         """
+        self._plain = False
         self._broken = "A thread initializer failed, the thread pool is not usable anymore"
         self._fail_queued()
 

@@ -3,8 +3,8 @@
 ``shutdown(wait=False)`` there used to leave the call queued for ever: the
 put had seen the pool open, shutdown saw no worker (so queued no stop marker
 and cancelled nothing), and the worker start was then refused.  The
-interleaving is forced: the pool's ``_wake_or_spawn`` (what runs right after
-the put) is wrapped to shut the pool down first.
+interleaving is forced: the pool's ``_spawn`` (what the put calls to start
+the first worker) is wrapped to shut the pool down first.
 """
 
 import concurrent.futures as cf
@@ -15,13 +15,13 @@ from offload import ProcessPool, ThreadPool
 
 
 def _shutdown_before_spawn(pool):
-    original = pool._wake_or_spawn
+    original = pool._spawn
 
-    def wake_or_spawn():
-        pool.shutdown(wait=False)  # lands right after the put
+    def spawn():
+        pool.shutdown(wait=False)  # lands after the put, before the worker starts
         return original()
 
-    pool._wake_or_spawn = wake_or_spawn
+    pool._spawn = spawn
 
 
 @pytest.mark.parametrize("cls", [ThreadPool, ProcessPool])

@@ -18,6 +18,8 @@ from logging import DEBUG
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
+from greenlet import getcurrent
+
 from .observe import logger
 from .waiters import HUB_SLOTS, THREAD_SLOTS, HubWaiting, ThreadWaiting
 
@@ -145,6 +147,30 @@ class HubCall(Call, HubWaiting):
     """A call whose caller is a greenlet parked on its hub."""
 
     __slots__ = _SLOTS + HUB_SLOTS
+
+    # __init__ and finish spell out what Call's and HubWaiting's would do
+    # through _init_wait and wake: every offloaded call from a greenlet makes
+    # one HubCall, and the two frames saved are ~6% of its instructions.
+    def __init__(self, work, bridge):
+        self.work = work
+        self.queued_at = monotonic()
+        self.claim = [True]
+        self.error = None
+        self.done = False
+        self.glet = getcurrent()
+        self.bridge = bridge
+        self.woken = False
+
+    def finish(self, value, error, busy=False):
+        self.work = None
+        self.value = value
+        self.error = error
+        self.done = True
+        if self.glet is not None:
+            bridge = self.bridge
+            bridge.ready.append(self)
+            if not (busy and bridge.gathering):
+                bridge.watcher.send()
 
 
 class ThreadCall(Call, ThreadWaiting):
