@@ -10,13 +10,16 @@ the calls they hold or have queued itself, up to ``OFFLOAD_EXIT_TIMEOUT``
 (:mod:`offload._core.exiting`).
 """
 
-import contextvars
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures.thread import BrokenThreadPool
+from contextvars import copy_context
 from functools import partial
 from typing import Any, TypeVar
+
+from gevent._hub_local import get_hub_if_exists
+from greenlet import getcurrent
 
 from ._core import exiting, naming, native
 from ._core.bridge import current_bridge
@@ -187,10 +190,20 @@ class ThreadPool(PoolBase):
             return fn(*args, **kwargs)
         if own is not None:  # a worker of another pool calls in, and will wait
             fn = self._nested(fn, _tls.chain + (own,))
-        bridge = current_bridge()
-        work = _new_work((fn, args, kwargs, contextvars.copy_context()))
-        item = (ThreadCall if bridge is None else HubCall)(work, bridge)
-        if self._put(item) and bridge is not None:
+        work = _new_work((fn, args, kwargs, copy_context()))
+        # current_bridge(), spelled out to find the greenlet once for the item.
+        hub = get_hub_if_exists()
+        glet = getcurrent()
+        if hub is None or glet is hub:
+            bridge = None
+            item: HubCall | ThreadCall = ThreadCall(work, None)
+        else:
+            try:
+                bridge = hub._offload_bridge
+            except AttributeError:
+                bridge = current_bridge()
+            item = HubCall(work, bridge, glet)
+        if self._put(item) and bridge is not None and not bridge.gathering:
             bridge.gather()
         # The name only matters for a timeout's message: skip the lookup otherwise.
         return item.settle(timeout, name_of(fn) if timeout is not None else None)
@@ -211,7 +224,7 @@ class ThreadPool(PoolBase):
         return _tls.queue is self._queue
 
     def _pack(self, fn, args, kwargs):
-        return _new_work((fn, args, kwargs, contextvars.copy_context()))
+        return _new_work((fn, args, kwargs, copy_context()))
 
     def _put(self, item):
         if not self._plain:

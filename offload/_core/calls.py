@@ -119,15 +119,14 @@ class Call:
         passes, *give_up* (default :meth:`give_up`) is called with the item,
         and a timeout raises :exc:`TimeoutError` naming *name*.
         """
-        give_up = give_up or Call.give_up
         try:
             self.wait(timeout)
         except BaseException as exc:
-            if give_up(self) == "start" and logger.isEnabledFor(DEBUG):
+            if (give_up or Call.give_up)(self) == "start" and logger.isEnabledFor(DEBUG):
                 logger.debug("a queued call was cancelled: its caller got %s", type(exc).__name__)
             raise
         if not self.done:
-            raise TimeoutError(f"{name} did not {give_up(self)} within {timeout} seconds")
+            raise TimeoutError(f"{name} did not {(give_up or Call.give_up)(self)} within {timeout} seconds")
         error = self.error
         if error is None:
             return self.value
@@ -151,13 +150,13 @@ class HubCall(Call, HubWaiting):
     # __init__ and finish spell out what Call's and HubWaiting's would do
     # through _init_wait and wake: every offloaded call from a greenlet makes
     # one HubCall, and the two frames saved are ~6% of its instructions.
-    def __init__(self, work, bridge):
+    def __init__(self, work, bridge, glet=None):
         self.work = work
         self.queued_at = monotonic()
         self.claim = [True]
         self.error = None
         self.done = False
-        self.glet = getcurrent()
+        self.glet = getcurrent() if glet is None else glet  # the waiting greenlet
         self.bridge = bridge
         self.woken = False
 
