@@ -197,44 +197,6 @@ def per_query(n=2000):
     return _median(direct), _median(via)
 
 
-FANOUT_GREENLETS = 50
-FANOUT_QUERIES = 40  # per greenlet and round
-FANOUT_POOL = 10
-
-
-def pool_fanout(rounds=ROUNDS):
-    """Queries/s of 50 greenlets each borrowing from a ConnectionPool of 10 for
-    ``SELECT 1`` (execute + fetchall), unpatched: (median, min, max) over *rounds*."""
-    import gevent
-    import psycopg2
-
-    import offload.dbapi
-
-    # OFFLOAD_BENCH_RESET=rollback: the pool only rolls back, to see the hop's cost apart from the reset's.
-    reset = os.environ.get("OFFLOAD_BENCH_RESET")
-    options = {"reset": reset} if reset else {}
-    pool = offload.dbapi.ConnectionPool(psycopg2, DSN, minconn=FANOUT_POOL, maxconn=FANOUT_POOL, **options)
-
-    def worker():
-        for _ in range(FANOUT_QUERIES):
-            with pool.connection() as conn:
-                cur = conn.cursor()
-                cur.execute("SELECT 1")
-                cur.fetchall()
-
-    def one_round():
-        started = time.perf_counter()
-        gevent.joinall([gevent.spawn(worker) for _ in range(FANOUT_GREENLETS)], raise_error=True)
-        return FANOUT_GREENLETS * FANOUT_QUERIES / (time.perf_counter() - started)
-
-    try:
-        one_round()  # warm up
-        rates = [one_round() for _ in range(rounds)]
-    finally:
-        pool.close()
-    return _median(rates), min(rates), max(rates)
-
-
 def _median(values):
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -363,10 +325,5 @@ def _main(shutil):
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         serve(sys.argv[2], int(sys.argv[3]))
-    elif sys.argv[1:2] == ["--fanout"]:
-        # Only the pool fan-out, to compare checkouts:
-        #   PYTHONPATH=<checkout> python bench/bench_dbapi.py --fanout [rounds]
-        median, low, high = pool_fanout(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
-        print(f"{median:,.0f} queries/s (range {low:,.0f}-{high:,.0f})")
     else:
         main()
