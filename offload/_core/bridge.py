@@ -121,8 +121,14 @@ class Bridge:
 
     def _drain(self) -> None:
         ready = self.ready
+        # Only the waiters queued when the pass began: workers keep appending
+        # while the woken greenlets run, and a pass that chased them would
+        # starve the loop's timers and I/O for as long as the pool is busy.
+        # Later ones get the next pass (the send below).
+        count = len(ready)
         try:
-            while ready:
+            while count:
+                count -= 1
                 waiter = ready.popleft()
                 glet = waiter.glet
                 if glet is not None:
@@ -133,7 +139,7 @@ class Bridge:
                         self.watcher.ref = False
                     glet.switch()
         finally:
-            # Only reached with waiters left if a switch raised into the hub.
+            # Waiters left: appended during the pass, or a switch raised into the hub.
             if ready:
                 self.watcher.send()
 
