@@ -106,7 +106,7 @@ def submit(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> F
     session = _target(target)
     check_callable(fn)
     session.check()
-    return session.lane.submit(fn, unwrap(target), *args, **kwargs)
+    return session.submit(fn, unwrap(target), *args, **kwargs)
 
 
 def stats(target: "Connection | Cursor") -> dict:
@@ -188,7 +188,7 @@ class Connection(SessionProxy):
         try:
             session = getattribute(self, "_offload_session")
             if not session.closed and not session.forked:
-                session.lane.submit(session.raw.close)
+                session.submit(session.raw.close)
                 if session.owned:
                     session.lane.shutdown(wait=False)
         except Exception:  # half-built, interpreter shutdown, lane already stopped

@@ -200,7 +200,7 @@ class Cursor(SessionProxy):
         try:
             session = getattribute(self, "_offload_session")
             if not getattribute(self, "_offload_closed") and not session.closed:
-                session.lane.submit(getattribute(self, "_offload_obj").close)
+                session.submit(getattribute(self, "_offload_obj").close)
         except Exception:  # half-built, interpreter shutdown, lane already stopped
             return
 

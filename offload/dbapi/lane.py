@@ -9,7 +9,8 @@ and how it waits is written once.  It puts its items on the lane itself
 than through ``ThreadPool.call``, because it needs a give-up of its own: a
 call whose caller leaves while it runs is cancelled on the server
 (:mod:`offload.dbapi.cancel`), and one from the hub may be deferred
-(:mod:`offload.dbapi.hub`).
+(:mod:`offload.dbapi.hub`).  ``Session.pending`` counts the calls of the
+connection queued or running in the lane, however they got there.
 """
 
 import importlib
@@ -108,7 +109,7 @@ class Session:
 
     __slots__ = (
         "raw", "module", "lane", "owned", "closed", "pid", "forked", "settings", "dial",
-        "canceller", "stats", "dirty", "running", "lock", "cancel_lock", "__weakref__",
+        "canceller", "stats", "dirty", "running", "lock", "cancel_lock", "pending", "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -139,6 +140,10 @@ class Session:
         # Held while a cancel is delivered: the lane cannot finish the call
         # it cancels, nor start the next, until the server has the cancel.
         self.cancel_lock = native.allocate_lock()
+        # One token per call of this connection queued or running in the lane,
+        # whichever way it went there: list.append and list.pop are atomic, so
+        # callers, the lane and the cancel threads need no lock for it.
+        self.pending: list = []
         _sessions.add(self)
 
     def check(self) -> None:
@@ -156,6 +161,23 @@ class Session:
     def error(self, name: str, message: str) -> Exception:
         """The driver's exception class *name* (else RuntimeError) with *message*."""
         return getattr(self.module, name, RuntimeError)(message)
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Queue ``fn(*args, **kwargs)`` on the lane without waiting; its :class:`~offload.Future`.
+
+        Counted in :attr:`pending` until it has run (or was cancelled), like
+        every call of the connection, so that no call skips the lane ahead of it.
+        """
+        pending = self.pending
+        pending.append(None)
+        try:
+            future = self.lane.submit(fn, *args, **kwargs)
+        except BaseException:
+            pending.pop()
+            raise
+        # Done means run, failed or cancelled: called once, in the thread that settled it.
+        future.add_done_callback(lambda _: pending.pop())
+        return future
 
     def busy(self) -> bool:
         """Whether the lane still runs a call whose caller went away."""
@@ -180,14 +202,21 @@ class Session:
         if bridge is None and in_hub():
             if deferrable:
                 self.stats.add("hub_deferred")
-                lane.submit(fn, *args, **kwargs)
+                self.submit(fn, *args, **kwargs)
                 return None
             self.stats.add("hub_blocking")
             warn_blocking(name_of(fn))
         run = _Run()
         work = lane._pack(self._run, (run, fn, args, kwargs), {})
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
-        if lane._put(item) and bridge is not None:
+        pending = self.pending
+        pending.append(None)  # taken back by _run, or by _give_up if the call never starts
+        try:
+            must_wait = lane._put(item)
+        except BaseException:
+            pending.pop()
+            raise
+        if must_wait and bridge is not None:
             bridge.gather()
         # The name only matters for a timeout's message: skip the lookup otherwise.
         name = name_of(fn) if timeout is not None else None
@@ -198,6 +227,7 @@ class Session:
         with self.lock:
             if run.abandoned:  # its caller left between the lane's claim and here
                 run.finished = True
+                self.pending.pop()
                 return None
             self.running = run
         error = None
@@ -210,6 +240,7 @@ class Session:
             with self.cancel_lock, self.lock:
                 self.running = None
                 run.finished = True
+            self.pending.pop()  # after the call: from here on it no longer touches the connection
             if run.cancelled_at:
                 took = self.canceller is not None and self.canceller.took_effect(error)
                 if took:
@@ -218,7 +249,8 @@ class Session:
 
     def _give_up(self, item, run):
         """The caller went away: a queued call never runs; a running one is cancelled."""
-        if item.start():
+        if item.start():  # still queued: it never runs
+            self.pending.pop()
             return "start"
         with self.lock:
             if run.finished:
