@@ -9,8 +9,13 @@ and how it waits is written once.  It puts its items on the lane itself
 than through ``ThreadPool.call``, because it needs a give-up of its own: a
 call whose caller leaves while it runs is cancelled on the server
 (:mod:`offload.dbapi.cancel`), and one from the hub may be deferred
-(:mod:`offload.dbapi.hub`).  ``Session.pending`` counts the calls of the
-connection queued or running in the lane, however they got there.
+(:mod:`offload.dbapi.hub`).
+
+A call the driver answers from memory (:mod:`offload.dbapi.quiet`) may skip
+the lane: :meth:`Session.here` says whether it may run in the caller's
+thread, which is only when nothing of the connection is queued or running
+in the lane (``Session.pending``), so that it never overtakes a call made
+before it.
 """
 
 import importlib
@@ -28,6 +33,8 @@ from ..proxy import ProxyBase, setattribute, unwrap, unwrap_args
 from ..threadpool import ThreadPool, _tls
 from .cancel import cancel_pool, canceller_for
 from .hub import in_hub, warn_blocking
+from .quiet import quiet_for
+from .reset import kind_of
 
 
 def check_module(module: ModuleType | str) -> ModuleType:
@@ -109,7 +116,8 @@ class Session:
 
     __slots__ = (
         "raw", "module", "lane", "owned", "closed", "pid", "forked", "settings", "dial",
-        "canceller", "stats", "dirty", "running", "lock", "cancel_lock", "pending", "__weakref__",
+        "canceller", "stats", "dirty", "running", "lock", "cancel_lock", "pending", "quiet",
+        "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -144,6 +152,7 @@ class Session:
         # whichever way it went there: list.append and list.pop are atomic, so
         # callers, the lane and the cancel threads need no lock for it.
         self.pending: list = []
+        self.quiet = quiet_for(kind_of(module))  # which driver calls do no I/O
         _sessions.add(self)
 
     def check(self) -> None:
@@ -161,6 +170,25 @@ class Session:
     def error(self, name: str, message: str) -> Exception:
         """The driver's exception class *name* (else RuntimeError) with *message*."""
         return getattr(self.module, name, RuntimeError)(message)
+
+    def here(self, deferrable: bool = False) -> bool:
+        """Whether a driver call that does no I/O may run here, in the caller's thread.
+
+        True when nothing of this connection is queued or running in the
+        lane: the call then cannot overtake one made before it, nor touch
+        the connection while the lane does.  (Another OS thread may still
+        queue a call meanwhile; the calls made here are ones the drivers
+        allow alongside a call in another thread -- see
+        :mod:`offload.dbapi.quiet`.)  A *deferrable* call from the hub is
+        always queued, as :meth:`call` queues it, and a lane that was shut
+        down answers as it would have.  Raises what :meth:`call` raises
+        first (the connection closed, or forked).
+        """
+        self.check()
+        lane = self.lane
+        if self.pending or lane._is_shutdown or lane._broken is not None:
+            return False
+        return not (deferrable and in_hub())
 
     def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Queue ``fn(*args, **kwargs)`` on the lane without waiting; its :class:`~offload.Future`.
