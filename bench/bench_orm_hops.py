@@ -5,8 +5,12 @@ Under ``gevent.monkey.patch_all()``, 50 greenlets each run 40
 connections (no gunicorn, no HTTP: only what the ORM and offload cost).
 Prints one line per run: requests/s, lane hops per request (the lanes'
 ``stats()["submitted"]``), and process CPU (user + system) per request.
+``--ab`` alternates, in one process, runs where every call hops (as before
+offload.dbapi.quiet) with runs as shipped: on a shared, noisy machine that
+compares the two under the same conditions.  ``BENCH_GREENLETS`` and
+``BENCH_EACH`` change the 50 x 40.
 
-    PYTHONPATH=. python bench/bench_orm_hops.py [runs]
+    PYTHONPATH=. python bench/bench_orm_hops.py [runs] [--ab]
 """
 
 from gevent import monkey
@@ -24,7 +28,8 @@ from sqlalchemy import orm  # noqa: E402
 from offload.dbapi import lane  # noqa: E402
 
 URL = os.environ.get("BENCH_URL", "postgresql+offload_psycopg2://postgres@127.0.0.1:5432/test")
-GREENLETS, EACH = 50, int(os.environ.get("BENCH_EACH", "40"))
+GREENLETS = int(os.environ.get("BENCH_GREENLETS", "50"))
+EACH = int(os.environ.get("BENCH_EACH", "40"))
 TABLE = "frameworks_bench_item"  # bench_frameworks.py's table
 
 
@@ -60,8 +65,19 @@ def one_run(engine) -> tuple[float, float, float]:
     return requests / wall, (hops() - hops0) / requests, (cpu() - cpu0) / requests * 1e6
 
 
+def always_hop(session, deferrable=False):
+    """``Session.here`` as if no call could skip the lane."""
+    session.check()
+    return False
+
+
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    args = [arg for arg in sys.argv[1:] if arg != "--ab"]
+    runs = int(args[0]) if args else 3
+    shipped = getattr(lane.Session, "here", None)  # None: an offload from before it (every call hops)
+    variants = [("every call hops", always_hop), ("as shipped", shipped)]
+    if "--ab" not in sys.argv:
+        variants = variants[1:]
     engine = sa.create_engine(URL, pool_size=GREENLETS, max_overflow=0, pool_timeout=60)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id int primary key, name text not null)"))
@@ -78,8 +94,14 @@ def main() -> None:
 
     gevent.joinall([gevent.spawn(warm) for _ in range(GREENLETS)], raise_error=True)
     for n in range(runs):
-        rps, per, cpu_us = one_run(engine)
-        print(f"run {n + 1}: {rps:,.0f} requests/s, {per:.2f} hops/request, {cpu_us:.0f} us CPU/request")
+        for label, here in variants:
+            if here is not None:
+                lane.Session.here = here  # type: ignore[method-assign]
+            rps, per, cpu_us = one_run(engine)
+            print(
+                f"run {n + 1} ({label}): {rps:,.0f} requests/s, {per:.2f} hops/request, "
+                f"{cpu_us:.0f} us CPU/request"
+            )
     engine.dispose()
 
 
