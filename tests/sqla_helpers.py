@@ -103,3 +103,25 @@ def scratch_table(engine, columns):
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+
+def orm_get_hops(engine, orm):
+    """The thread hops one ORM ``session.get`` costs on *engine* (a pool of one connection)."""
+    with scratch_table(engine, "id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL") as table:
+
+        class Base(orm.DeclarativeBase):
+            pass
+
+        class Item(Base):
+            __tablename__ = table
+            id = sa.Column(sa.Integer, primary_key=True)
+            name = sa.Column(sa.String(40), nullable=False)
+
+        with orm.Session(engine) as session, session.begin():
+            session.add(Item(id=7, name="seven"))
+        with engine.connect() as conn:
+            lane = conn.connection.dbapi_connection._offload_pool  # the pool's only connection
+        before = lane.stats()["submitted"]
+        with orm.Session(engine) as session:
+            assert session.get(Item, 7).name == "seven"
+        return lane.stats()["submitted"] - before

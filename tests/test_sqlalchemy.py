@@ -10,7 +10,16 @@ import time
 
 import gevent
 import pytest
-from sqla_helpers import overlap, pg_admin, pg_engine, pg_sessions, sa, scratch_table, wait_until
+from sqla_helpers import (
+    orm_get_hops,
+    overlap,
+    pg_admin,
+    pg_engine,
+    pg_sessions,
+    sa,
+    scratch_table,
+    wait_until,
+)
 
 import offload
 from offload import dbapi
@@ -137,6 +146,17 @@ def test_orm_session_transactions_and_integrity_error(engine, table, driver):
             session.flush()
             session.rollback()
         assert session.scalar(sa.select(sa.func.count()).where(Item.tag == "gone")) == 0
+
+
+def test_orm_get_costs_two_hops(driver):
+    engine = pg_engine(driver, pool_size=1, max_overflow=0)
+    try:
+        # The execute (rows included) and SQLAlchemy's rollback; the cursor, its
+        # close and the pool's reset-on-return rollback (no transaction left)
+        # need no I/O, and so no hop: five before.
+        assert orm_get_hops(engine, orm) == 2
+    finally:
+        engine.dispose()
 
 
 def test_operational_error_carries_the_driver_exception(engine, driver):

@@ -2,7 +2,7 @@
 
 
 import pytest
-from sqla_helpers import mysql_engine, overlap, sa, scratch_table
+from sqla_helpers import mysql_engine, orm_get_hops, overlap, sa, scratch_table
 
 import offload
 from offload.sqlalchemy import CooperativeQueuePool
@@ -26,6 +26,16 @@ def engine(driver):
 def table(engine):
     with scratch_table(engine, "id INTEGER PRIMARY KEY AUTO_INCREMENT, tag VARCHAR(40) UNIQUE") as name:
         yield name
+
+
+def test_pymysql_orm_get_costs_three_hops():
+    engine = mysql_engine("pymysql", pool_size=1, max_overflow=0)
+    try:
+        # The execute and both rollbacks (PyMySQL always sends ROLLBACK); the
+        # cursor and the close of its buffered result need no hop: five before.
+        assert orm_get_hops(engine, orm) == 3
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.timing

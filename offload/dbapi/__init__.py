@@ -14,15 +14,20 @@ lane runs its calls one at a time, in order, always on the same OS thread, so
 any number of greenlets may share a connection; different connections run in
 parallel on their own threads.  :class:`ConnectionPool` hands connections to
 greenlets, waiting cooperatively when all are in use and discarding the ones
-a server restart broke.
+a server restart broke.  The few calls a driver answers from memory --
+``cursor()``, closing a client-side cursor, a rollback with no transaction
+open -- run in the caller's thread instead, but only when nothing of the
+connection is queued or running in its lane, so they never overlap nor
+overtake its other calls (:mod:`~offload.dbapi.quiet`; never for sqlite3).
 
 Errors are the driver's own exceptions, raised in the caller with the
 driver's traceback.
 
 The package: ``lane`` (the path every call takes), ``connection``,
 ``cursor``, ``pool``, :mod:`~offload.dbapi.reset` (what a pool resets),
-:mod:`~offload.dbapi.cancel` (how a statement is stopped) and
-:mod:`~offload.dbapi.hub` (calls made from the hub).
+:mod:`~offload.dbapi.cancel` (how a statement is stopped),
+:mod:`~offload.dbapi.hub` (calls made from the hub) and
+:mod:`~offload.dbapi.quiet` (the calls that need no hop).
 """
 
 from .connection import Connection, call, connect, stats, submit

@@ -5,7 +5,7 @@ from typing import Any
 
 from .._core.checks import check_bool, check_callable
 from ..future import Future
-from ..proxy import getattribute, unwrap
+from ..proxy import getattribute, unwrap, unwrap_args
 from ..threadpool import ThreadPool
 from .cursor import Cursor, is_cursor
 from .lane import Session, SessionProxy, check_module, lane_for
@@ -106,7 +106,7 @@ def submit(target: "Connection | Cursor", fn, /, *args: Any, **kwargs: Any) -> F
     session = _target(target)
     check_callable(fn)
     session.check()
-    return session.lane.submit(fn, unwrap(target), *args, **kwargs)
+    return session.submit(fn, unwrap(target), *args, **kwargs)
 
 
 def stats(target: "Connection | Cursor") -> dict:
@@ -127,7 +127,11 @@ class Connection(SessionProxy):
     :meth:`commit`, :meth:`rollback`, :meth:`close` -- and any other method of
     the driver's connection (``set_session``, ``execute`` for sqlite3, ...) run
     in the connection's lane while only the calling greenlet waits; methods
-    that return a cursor return a :class:`Cursor`.  Attribute reads happen
+    that return a cursor return a :class:`Cursor`.  The calls the driver
+    answers without I/O (``cursor()``; ``rollback()`` and ``commit()`` with no
+    transaction open, for psycopg2 and psycopg) run in the caller's thread
+    when nothing of the connection is queued or running in the lane (see
+    :mod:`offload.dbapi.quiet`).  Attribute reads happen
     inline; attribute writes (``conn.autocommit = True``) run in the lane.
     ``with conn:`` means what the driver says (a transaction for psycopg2 and
     sqlite3; closing for PyMySQL), run in the lane.
@@ -150,16 +154,41 @@ class Connection(SessionProxy):
         return value
 
     def cursor(self, *args: Any, **kwargs: Any) -> Cursor:
-        """A new :class:`Cursor`, made by the driver's ``cursor()`` in the lane."""
-        return Cursor(self._offload_call(self._offload_obj.cursor, args, kwargs), self)
+        """A new :class:`Cursor`, made by the driver's ``cursor()``.
+
+        In the caller's thread where the driver makes cursors without I/O
+        and nothing of the connection is queued or running in the lane
+        (psycopg2, psycopg, PyMySQL, mysqlclient; see
+        :mod:`offload.dbapi.quiet`), else in the lane.
+        """
+        session = self._offload_session
+        raw = self._offload_obj
+        if session.here() and session.quiet.cursor(raw, args, kwargs):
+            args, kwargs = unwrap_args(args, kwargs)
+            return Cursor(raw.cursor(*args, **kwargs), self)
+        return Cursor(session.call(raw.cursor, args, kwargs), self)
 
     def commit(self) -> None:
-        """Commit, in the lane."""
-        self._offload_call(self._offload_obj.commit)
+        """Commit, in the lane; with no transaction open (psycopg2, psycopg), the driver's commit here."""
+        session = self._offload_session
+        raw = self._offload_obj
+        if session.here() and session.quiet.end(raw):
+            raw.commit()  # the driver's own: its checks and errors, without I/O
+            return
+        session.call(raw.commit)
 
     def rollback(self) -> None:
-        """Roll back, in the lane (from the hub: queued, see :mod:`offload.dbapi.hub`)."""
-        self._offload_session.call(self._offload_obj.rollback, deferrable=True)
+        """Roll back, in the lane (from the hub: queued, see :mod:`offload.dbapi.hub`).
+
+        With no transaction open (psycopg2, psycopg), the driver's rollback
+        runs here instead: it sends nothing then.
+        """
+        session = self._offload_session
+        raw = self._offload_obj
+        if session.here(deferrable=True) and session.quiet.end(raw):
+            raw.rollback()  # the driver's own: its checks and errors, without I/O
+            return
+        session.call(raw.rollback, deferrable=True)
 
     def close(self) -> None:
         """Close the connection in its lane, then stop the lane if it owns one.
@@ -188,7 +217,7 @@ class Connection(SessionProxy):
         try:
             session = getattribute(self, "_offload_session")
             if not session.closed and not session.forked:
-                session.lane.submit(session.raw.close)
+                session.submit(session.raw.close)
                 if session.owned:
                     session.lane.shutdown(wait=False)
         except Exception:  # half-built, interpreter shutdown, lane already stopped

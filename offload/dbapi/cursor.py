@@ -171,10 +171,22 @@ class Cursor(SessionProxy):
         self._hop(_many_into, (self._offload_rows, fetch, args))
 
     def close(self) -> None:
-        """Close the cursor in the lane."""
+        """Close the cursor: in the lane, or here where the driver's close does no I/O.
+
+        Here when nothing of the connection is queued or running in the lane
+        and the driver's close only marks the cursor (psycopg2's unnamed and
+        psycopg's client-side cursors, PyMySQL's buffered ones with no
+        further result set; see :mod:`offload.dbapi.quiet`).  From the hub it
+        is queued, as ever.
+        """
         setattribute(self, "_offload_closed", True)
         self._offload_rows.clear()
-        self._offload_session.call(self._offload_obj.close, deferrable=True)  # from the hub: queued
+        session = self._offload_session
+        raw = self._offload_obj
+        if session.here(deferrable=True) and session.quiet.close(raw):
+            raw.close()
+            return
+        session.call(raw.close, deferrable=True)  # from the hub: queued
 
     def __iter__(self):
         raw = self._offload_obj
@@ -200,7 +212,7 @@ class Cursor(SessionProxy):
         try:
             session = getattribute(self, "_offload_session")
             if not getattribute(self, "_offload_closed") and not session.closed:
-                session.lane.submit(getattribute(self, "_offload_obj").close)
+                session.submit(getattribute(self, "_offload_obj").close)
         except Exception:  # half-built, interpreter shutdown, lane already stopped
             return
 

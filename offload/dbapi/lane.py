@@ -10,6 +10,12 @@ than through ``ThreadPool.call``, because it needs a give-up of its own: a
 call whose caller leaves while it runs is cancelled on the server
 (:mod:`offload.dbapi.cancel`), and one from the hub may be deferred
 (:mod:`offload.dbapi.hub`).
+
+A call the driver answers from memory (:mod:`offload.dbapi.quiet`) may skip
+the lane: :meth:`Session.here` says whether it may run in the caller's
+thread, which is only when nothing of the connection is queued or running
+in the lane (``Session.pending``), so that it never overtakes a call made
+before it.
 """
 
 import importlib
@@ -27,6 +33,8 @@ from ..proxy import ProxyBase, setattribute, unwrap, unwrap_args
 from ..threadpool import ThreadPool, _tls
 from .cancel import cancel_pool, canceller_for
 from .hub import in_hub, warn_blocking
+from .quiet import quiet_for
+from .reset import kind_of
 
 
 def check_module(module: ModuleType | str) -> ModuleType:
@@ -108,7 +116,8 @@ class Session:
 
     __slots__ = (
         "raw", "module", "lane", "owned", "closed", "pid", "forked", "settings", "dial",
-        "canceller", "stats", "dirty", "running", "lock", "cancel_lock", "__weakref__",
+        "canceller", "stats", "dirty", "running", "lock", "cancel_lock", "pending", "quiet",
+        "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -139,6 +148,11 @@ class Session:
         # Held while a cancel is delivered: the lane cannot finish the call
         # it cancels, nor start the next, until the server has the cancel.
         self.cancel_lock = native.allocate_lock()
+        # One token per call of this connection queued or running in the lane,
+        # whichever way it went there: list.append and list.pop are atomic, so
+        # callers, the lane and the cancel threads need no lock for it.
+        self.pending: list = []
+        self.quiet = quiet_for(kind_of(module))  # which driver calls do no I/O
         _sessions.add(self)
 
     def check(self) -> None:
@@ -156,6 +170,42 @@ class Session:
     def error(self, name: str, message: str) -> Exception:
         """The driver's exception class *name* (else RuntimeError) with *message*."""
         return getattr(self.module, name, RuntimeError)(message)
+
+    def here(self, deferrable: bool = False) -> bool:
+        """Whether a driver call that does no I/O may run here, in the caller's thread.
+
+        True when nothing of this connection is queued or running in the
+        lane: the call then cannot overtake one made before it, nor touch
+        the connection while the lane does.  (Another OS thread may still
+        queue a call meanwhile; the calls made here are ones the drivers
+        allow alongside a call in another thread -- see
+        :mod:`offload.dbapi.quiet`.)  A *deferrable* call from the hub is
+        always queued, as :meth:`call` queues it, and a lane that was shut
+        down answers as it would have.  Raises what :meth:`call` raises
+        first (the connection closed, or forked).
+        """
+        self.check()
+        lane = self.lane
+        if self.pending or lane._is_shutdown or lane._broken is not None:
+            return False
+        return not (deferrable and in_hub())
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Queue ``fn(*args, **kwargs)`` on the lane without waiting; its :class:`~offload.Future`.
+
+        Counted in :attr:`pending` until it has run (or was cancelled), like
+        every call of the connection, so that no call skips the lane ahead of it.
+        """
+        pending = self.pending
+        pending.append(None)
+        try:
+            future = self.lane.submit(fn, *args, **kwargs)
+        except BaseException:
+            pending.pop()
+            raise
+        # Done means run, failed or cancelled: called once, in the thread that settled it.
+        future.add_done_callback(lambda _: pending.pop())
+        return future
 
     def busy(self) -> bool:
         """Whether the lane still runs a call whose caller went away."""
@@ -180,14 +230,21 @@ class Session:
         if bridge is None and in_hub():
             if deferrable:
                 self.stats.add("hub_deferred")
-                lane.submit(fn, *args, **kwargs)
+                self.submit(fn, *args, **kwargs)
                 return None
             self.stats.add("hub_blocking")
             warn_blocking(name_of(fn))
         run = _Run()
         work = lane._pack(self._run, (run, fn, args, kwargs), {})
         item = (ThreadCall if bridge is None else HubCall)(work, bridge)
-        if lane._put(item) and bridge is not None:
+        pending = self.pending
+        pending.append(None)  # taken back by _run, or by _give_up if the call never starts
+        try:
+            must_wait = lane._put(item)
+        except BaseException:
+            pending.pop()
+            raise
+        if must_wait and bridge is not None:
             bridge.gather()
         # The name only matters for a timeout's message: skip the lookup otherwise.
         name = name_of(fn) if timeout is not None else None
@@ -198,6 +255,7 @@ class Session:
         with self.lock:
             if run.abandoned:  # its caller left between the lane's claim and here
                 run.finished = True
+                self.pending.pop()
                 return None
             self.running = run
         error = None
@@ -210,6 +268,7 @@ class Session:
             with self.cancel_lock, self.lock:
                 self.running = None
                 run.finished = True
+            self.pending.pop()  # after the call: from here on it no longer touches the connection
             if run.cancelled_at:
                 took = self.canceller is not None and self.canceller.took_effect(error)
                 if took:
@@ -218,7 +277,8 @@ class Session:
 
     def _give_up(self, item, run):
         """The caller went away: a queued call never runs; a running one is cancelled."""
-        if item.start():
+        if item.start():  # still queued: it never runs
+            self.pending.pop()
             return "start"
         with self.lock:
             if run.finished:

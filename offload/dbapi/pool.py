@@ -188,7 +188,7 @@ class ConnectionPool:
             if in_hub():
                 self._counters.add("hub_deferred")
             try:
-                future = session.lane.submit(self._restore, session.raw, session)
+                future = session.submit(self._restore, session.raw, session)
             except RuntimeError:  # the lane was shut down meanwhile
                 self._settle(conn, False, wait=False)
                 return
@@ -250,7 +250,7 @@ class ConnectionPool:
             self._discarded += 1
         if not wait and not session.closed:
             session.closed = True
-            session.lane.submit(session.raw.close)
+            session.submit(session.raw.close)
             if session.owned:
                 session.lane.shutdown(wait=False)
             return
