@@ -22,6 +22,7 @@ from gevent._hub_local import get_hub_if_exists
 from greenlet import getcurrent
 
 GATHER_FOR = 0.001  # seconds the hub may hold back the wake-ups of a busy pool
+PASS_FOR = 0.001  # seconds one pass of the watcher may run woken greenlets
 #: How late, smoothed, a hub may fire its gathering timer (seconds) for an
 #: adaptive pool to start more threads for its callers.  Beyond it, threads
 #: running Python (a pure-Python driver) already keep the hub waiting for
@@ -126,6 +127,9 @@ class Bridge:
         # starve the loop's timers and I/O for as long as the pool is busy.
         # Later ones get the next pass (the send below).
         count = len(ready)
+        # And for at most PASS_FOR seconds: the greenlets run inside this
+        # callback, and past that the loop's timers and I/O get their turn.
+        deadline = monotonic() + PASS_FOR
         try:
             while count:
                 count -= 1
@@ -138,6 +142,8 @@ class Bridge:
                     if not self.pending:
                         self.watcher.ref = False
                     glet.switch()
+                    if monotonic() > deadline:
+                        break
         finally:
             # Waiters left: appended during the pass, or a switch raised into the hub.
             if ready:
