@@ -32,8 +32,6 @@ STATS_KEYS = {
     "wait_time", "run_time", "mean_wait", "mean_run",
 }  # fmt: skip
 
-NO_STATS = "the wrap_executor façade has no stats(): it cannot see the foreign executor's workers or queue"
-
 
 def fails_for(*kinds, reason):
     """Mark a contract test as failing today for *kinds*, because *reason*."""
@@ -346,14 +344,12 @@ def test_the_context_manager_returns_the_executor_and_waits(make):
 # -- stats -----------------------------------------------------------------------------
 
 
-@fails_for("wrap_executor", reason=NO_STATS)
 def test_stats_has_the_same_keys_for_every_kind(executor):
     stats = executor.stats()
     assert set(stats) == STATS_KEYS
     assert stats["max_workers"] == executor.max_workers == 2
 
 
-@fails_for("wrap_executor", reason=NO_STATS)
 def test_stats_count_every_call_once(make, tmp_path):
     one = make(1)
     fresh = one.stats()
@@ -389,7 +385,6 @@ def test_stats_count_every_call_once(make, tmp_path):
     assert one.stats()["workers"] == 0
 
 
-@fails_for("wrap_executor", reason=NO_STATS)
 def test_stats_count_the_calls_a_shutdown_cancelled(make, tmp_path):
     one = make(1)
     occupy(one, tmp_path)

@@ -57,6 +57,40 @@ def test_a_scrape_of_a_real_metrics_endpoint_shows_each_pool():
     assert samples[("offload_pool_wait_seconds_count", None)] == 21
 
 
+def test_a_scrape_shows_a_wrap_executor_facade():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import offload.metrics.prometheus
+
+    registry = CollectorRegistry()
+    offload.metrics.prometheus.register(registry)
+    facade = offload.wrap_executor(ThreadPoolExecutor(2), name="facade")
+    try:
+        gevent.joinall([gevent.spawn(facade.call, _native.sleep, 0.002) for _ in range(10)])
+        with pytest.raises(ZeroDivisionError):
+            facade.call(lambda: 1 / 0)
+        body = generate_latest(registry).decode()
+    finally:
+        facade.shutdown()
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.labels.get("pool") == "facade":
+                assert sample.labels["kind"] == "executor"
+                samples[(sample.name, sample.labels.get("le"))] = sample.value
+    assert samples[("offload_pool_calls_submitted_total", None)] == 11
+    assert samples[("offload_pool_calls_completed_total", None)] == 10
+    assert samples[("offload_pool_calls_failed_total", None)] == 1
+    assert samples[("offload_pool_max_workers", None)] == 2
+    assert samples[("offload_pool_workers", None)] == 2
+    assert samples[("offload_pool_run_seconds_count", None)] == 11
+    assert samples[("offload_pool_run_seconds_sum", None)] >= 10 * 0.002
+    assert samples[("offload_pool_run_seconds_bucket", "0.001")] <= 1  # the sleeps took 2 ms
+
+
 def test_opentelemetry_instruments_read_the_pools_and_record_every_call():
     pytest.importorskip("opentelemetry.sdk")
     from opentelemetry.sdk.metrics import MeterProvider

@@ -7,14 +7,18 @@ in test_executor_contract.py.
 """
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import sys
+import time
+from concurrent.futures import CancelledError, ProcessPoolExecutor, ThreadPoolExecutor
 
 import gevent
 import psutil
 import pytest
-from children import add, fail, getpid, sleep_then, spin, timed_sleep
+from children import add, fail, getpid, sleep_then, spin, timed_sleep, write_pid_and_sleep
 
 import offload
+import offload.metrics
+from offload._core import observe
 
 SPIN = 600_000
 
@@ -68,6 +72,30 @@ def test_dask_local_cluster(dask_client):
 
 
 @pytest.mark.timeout(240)
+def test_dask_stats_count_the_calls_and_do_not_guess_workers_or_times(dask_client):
+    facade = offload.wrap_executor(dask_client.get_executor(), name="dask-facade")
+    assert [facade.call(add, i, i) for i in range(3)] == [0, 2, 4]
+    with pytest.raises(ValueError):
+        facade.call(fail, "value")
+    stats = facade.stats()
+    expected = {"submitted": 4, "completed": 3, "failed": 1, "cancelled": 0, "active": 0, "queued": 0}
+    assert {key: stats[key] for key in expected} == expected
+    # Its client would have to ask the scheduler; its futures never say they started.
+    assert (stats["workers"], stats["max_workers"], facade.max_workers) == (None, None, None)
+    assert (stats["wait_time"], stats["run_time"], stats["mean_run"]) == (0.0, 0.0, 0.0)
+    prometheus = pytest.importorskip("offload.metrics.prometheus")
+    samples = {
+        (family.name, sample.labels["kind"])
+        for family in prometheus.OffloadCollector().collect()
+        for sample in family.samples
+        if sample.labels.get("pool") == "dask-facade"
+    }
+    assert ("offload_pool_calls_completed", "executor") in samples
+    assert ("offload_pool_queued", "executor") in samples
+    assert ("offload_pool_workers", "executor") not in samples  # no sample rather than a made-up one
+
+
+@pytest.mark.timeout(240)
 def test_dask_timeout_cancels(dask_client):
     facade = offload.wrap_executor(dask_client.get_executor())
     with pytest.raises(TimeoutError):
@@ -113,3 +141,133 @@ def test_wrap_executor_arguments():
         facade = offload.wrap_executor(executor)
         assert offload.wrap_executor(facade) is facade
         assert facade.executor is executor
+
+
+# -- stats() -------------------------------------------------------------------------
+
+
+def _wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        gevent.sleep(0.005)
+
+
+def _mixed_calls(facade, tmp_path):
+    """One busy call, then queued ones behind it: 3 succeed, 2 fail, 2 are
+    cancelled while queued.  Returns the stats seen while the busy one ran."""
+    path = tmp_path / "busy"
+    busy = facade.submit(write_pid_and_sleep, str(path), 0.3)
+    _wait_until(lambda: path.exists() and path.read_text())
+    good = [facade.submit(sleep_then, 0.02, i) for i in range(3)]
+    bad = [facade.submit(fail, "value") for _ in range(2)]
+    doomed = [facade.submit(add, i, i) for i in range(2)]
+    assert all(future.cancel() for future in doomed)
+    during = facade.stats()
+    assert busy.result(timeout=30) == "slept"
+    assert [future.result(timeout=30) for future in good] == [0, 1, 2]
+    assert all(isinstance(future.exception(timeout=30), ValueError) for future in bad)
+    for future in doomed:
+        with pytest.raises(CancelledError):
+            future.result(timeout=0)
+    assert facade.call(add, 1, 2) == 3  # one worker, in order: it has passed the cancelled calls
+    return during
+
+
+EXPECTED = {"submitted": 9, "completed": 5, "failed": 2, "cancelled": 2, "active": 0, "queued": 0}
+
+
+def _check_times(stats):
+    assert stats["run_time"] >= 0.3 + 3 * 0.02  # what the calls slept, at least
+    assert stats["mean_run"] == pytest.approx(stats["run_time"] / 7)
+    assert stats["wait_time"] > 3 * 0.2  # three calls, at least, waited for the busy one
+    assert stats["mean_wait"] == pytest.approx(stats["wait_time"] / 7)
+
+
+def test_stats_over_a_thread_pool_executor_count_each_outcome(tmp_path):
+    watched = observe.watched
+    offload.metrics.enable_histograms()
+    facade = offload.wrap_executor(ThreadPoolExecutor(1), name="tpe-stats")
+    try:
+        assert facade.stats()["workers"] == 0  # no thread before the first call
+        during = _mixed_calls(facade, tmp_path)
+        # The busy call runs; the other seven wait, the cancelled two included
+        # until the worker passes them over, as in an offload pool.
+        assert (during["active"], during["queued"], during["submitted"]) == (1, 7, 8)
+        stats = facade.stats()
+        assert {key: stats[key] for key in EXPECTED} == EXPECTED
+        assert (stats["name"], stats["workers"], stats["max_workers"]) == ("tpe-stats", 1, 1)
+        assert facade.max_workers == 1
+        _check_times(stats)
+        histograms = facade.histograms()
+        assert histograms["bounds"] == offload.metrics.BOUNDS
+        assert sum(histograms["wait"]) == sum(histograms["run"]) == 7
+        assert sum(histograms["run"][observe.BOUNDS.index(0.25) + 1 :]) == 1  # the busy call, 0.3 s
+        assert [m.kind for m in offload.metrics.snapshot() if m.name == "tpe-stats"] == ["executor"]
+    finally:
+        observe.watched = watched
+        facade.shutdown(wait=True)
+    assert facade.stats()["workers"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_stats_over_a_process_pool_executor_count_each_outcome(tmp_path):
+    facade = offload.wrap_executor(ProcessPoolExecutor(1))
+    try:
+        during = _mixed_calls(facade, tmp_path)
+        # The executor marks a call running as it hands it to its processes'
+        # queue: the busy one, and the next behind it.
+        assert during["submitted"] == 8 and during["active"] in (1, 2)
+        assert during["active"] + during["queued"] == 8
+        stats = facade.stats()
+        assert {key: stats[key] for key in EXPECTED} == EXPECTED
+        assert (stats["workers"], stats["max_workers"]) == (1, 1)
+        _check_times(stats)
+    finally:
+        facade.shutdown(wait=True)
+    assert facade.stats()["workers"] == 0
+
+
+def test_stats_add_up_while_many_threads_complete_calls():
+    facade = offload.wrap_executor(ThreadPoolExecutor(8))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch every few bytecodes
+    unbalanced = []
+    try:
+        futures = [facade.submit(add, i, 1) for i in range(3000)]
+        while not futures[-1].done():
+            s = facade.stats()
+            # Every call is in exactly one place, at every snapshot.
+            if s["submitted"] != s["completed"] + s["failed"] + s["cancelled"] + s["active"] + s["queued"]:
+                unbalanced.append(s)
+        assert [future.result(timeout=60) for future in futures] == [i + 1 for i in range(3000)]
+        stats = facade.stats()
+    finally:
+        sys.setswitchinterval(interval)
+        facade.shutdown(wait=True)
+    assert unbalanced == []
+    assert (stats["submitted"], stats["completed"], stats["active"], stats["queued"]) == (3000, 3000, 0, 0)
+    assert 1 <= stats["workers"] <= 8
+
+
+def test_a_shutdown_that_cancels_counts_the_calls_it_cancelled(tmp_path):
+    facade = offload.wrap_executor(ThreadPoolExecutor(1))
+    path = tmp_path / "busy"
+    busy = facade.submit(write_pid_and_sleep, str(path), 0.2)
+    _wait_until(lambda: path.exists() and path.read_text())
+    queued = [facade.submit(add, i, i) for i in range(4)]
+    facade.shutdown(wait=True, cancel_futures=True)
+    assert busy.result(timeout=0) == "slept" and all(future.cancelled() for future in queued)
+    stats = facade.stats()
+    assert (stats["completed"], stats["cancelled"], stats["queued"], stats["active"]) == (1, 4, 0, 0)
+
+
+def test_a_facade_name():
+    with ThreadPoolExecutor(1) as executor:
+        assert offload.wrap_executor(executor, name="reports").name == "reports"
+        assert offload.wrap_executor(executor).name.startswith("wrap_executor-")
+        with pytest.raises(TypeError, match="name"):
+            offload.wrap_executor(executor, name=3)
+    with offload.ThreadPool(1) as pool:
+        with pytest.raises(ValueError, match="already an offload pool"):
+            offload.wrap_executor(pool, name="other")

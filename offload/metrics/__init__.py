@@ -1,5 +1,8 @@
 """Numbers to watch in production: every live pool's stats and histograms.
 
+A pool here is an offload :class:`~offload.ThreadPool` or
+:class:`~offload.ProcessPool`, or a :func:`~offload.wrap_executor` façade.
+
 :func:`snapshot` reads them from any thread; the exporters build on it:
 :mod:`offload.metrics.prometheus` (a ``prometheus_client`` collector) and
 :mod:`offload.metrics.otel` (OpenTelemetry instruments), each an extra.
@@ -15,6 +18,7 @@ from typing import Any
 from .._core import observe
 from .._core.checks import check_seconds
 from .._poolbase import PoolBase
+from ..wrap import ExecutorFacade, _facades
 
 __all__ = ["BOUNDS", "PoolMetrics", "enable_histograms", "pools", "set_slow_call", "snapshot"]
 
@@ -26,9 +30,12 @@ BOUNDS = observe.BOUNDS
 class PoolMetrics:
     """One pool's figures at one moment.
 
-    ``kind`` is ``"thread"`` or ``"process"``, ``stats`` what
-    :meth:`~offload.ThreadPool.stats` returns, and ``wait``/``run`` the
-    counts per bucket of :data:`BOUNDS` (plus one for longer calls).
+    ``kind`` is ``"thread"``, ``"process"`` or ``"executor"`` (a
+    :func:`~offload.wrap_executor` façade), ``stats`` what
+    :meth:`~offload.ThreadPool.stats` returns (a façade's ``workers`` and
+    ``max_workers`` may be None: see :class:`~offload.wrap.ExecutorFacade`),
+    and ``wait``/``run`` the counts per bucket of :data:`BOUNDS` (plus one
+    for longer calls).
     """
 
     name: str
@@ -38,15 +45,23 @@ class PoolMetrics:
     run: list[int]
 
 
-def pools() -> list[PoolBase]:
-    """Every live offload pool of this process (threads, and processes if used)."""
+def pools() -> list[PoolBase | ExecutorFacade[Any]]:
+    """Every live offload pool of this process (threads, and processes if
+    used), and every live :func:`~offload.wrap_executor` façade."""
     from ..threadpool import _pools as thread_pools
 
-    found: list[PoolBase] = list(thread_pools)
+    found: list[PoolBase | ExecutorFacade[Any]] = list(thread_pools)
     processpool = sys.modules.get("offload.processpool")  # not imported: no process pool exists
     if processpool is not None:
         found.extend(processpool._pools)
+    found.extend(_facades)
     return found
+
+
+def _kind(pool: Any) -> str:
+    if isinstance(pool, ExecutorFacade):
+        return "executor"
+    return "process" if type(pool).__name__ == "ProcessPool" else "thread"
 
 
 def snapshot() -> list[PoolMetrics]:
@@ -54,7 +69,7 @@ def snapshot() -> list[PoolMetrics]:
     result = []
     for pool in pools():
         histograms = pool.histograms()
-        kind = "process" if type(pool).__name__ == "ProcessPool" else "thread"
+        kind = _kind(pool)
         result.append(PoolMetrics(pool.name, kind, pool.stats(), histograms["wait"], histograms["run"]))
     return result
 

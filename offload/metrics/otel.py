@@ -5,7 +5,10 @@ pool at each collection (``offload.pool.workers``, ``.active``, ``.queued``
 as gauges; ``offload.pool.calls.submitted``, ``.completed``, ``.failed``,
 ``.cancelled`` as counters), attributes ``pool`` and ``kind``, and two
 histograms, ``offload.pool.wait`` and ``offload.pool.run`` (seconds), that
-every worker records a call into as it finishes.
+every worker records a call into as it finishes (a
+:func:`~offload.wrap_executor` façade: each call it timed, as the foreign
+future is done).  A façade whose executor does not tell its workers (Dask)
+has no ``offload.pool.workers`` observation.
 """
 
 from collections.abc import Callable, Iterable
@@ -21,9 +24,16 @@ from . import snapshot
 __all__ = ["instrument", "uninstrument"]
 
 
-def _observe(read: Callable[[dict[str, Any]], float]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+Read = Callable[[dict[str, Any]], "float | None"]
+
+
+def _observe(read: Read) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(read(p.stats), {"pool": p.name, "kind": p.kind}) for p in snapshot()]
+        return [
+            Observation(value, {"pool": p.name, "kind": p.kind})
+            for p in snapshot()
+            if (value := read(p.stats)) is not None  # a façade's workers it cannot see
+        ]
 
     return callback
 

@@ -3,13 +3,16 @@
 >>> from prometheus_client import REGISTRY              # doctest: +SKIP
 >>> offload.metrics.prometheus.register(REGISTRY)       # doctest: +SKIP
 
-Each pool is a label set ``{pool="<name>", kind="thread"|"process"}``.
+Each pool is a label set ``{pool="<name>", kind="thread"|"process"|"executor"}``
+(``executor``: a :func:`~offload.wrap_executor` façade).
 Gauges: ``offload_pool_workers``, ``offload_pool_active``,
 ``offload_pool_queued``, ``offload_pool_max_workers``.  Counters:
 ``offload_pool_calls_submitted_total``, ``..._completed_total``,
 ``..._failed_total``, ``..._cancelled_total``.  Histograms:
 ``offload_pool_wait_seconds`` (queued until a worker took the call) and
-``offload_pool_run_seconds``, counted from the registration on.
+``offload_pool_run_seconds``, counted from the registration on.  A façade
+over an executor that does not tell its workers (Dask) has no
+``offload_pool_workers`` or ``offload_pool_max_workers`` sample.
 """
 
 from collections.abc import Iterator
@@ -48,7 +51,9 @@ class OffloadCollector(Collector):
         for family_type, name, documentation, key in families:
             family = family_type(name, documentation, labels=_LABELS)
             for pool in pools:
-                family.add_metric([pool.name, pool.kind], pool.stats[key])
+                value = pool.stats[key]
+                if value is not None:  # a façade's workers it cannot see
+                    family.add_metric([pool.name, pool.kind], value)
             yield family
         for key, what, total in (("wait", "waited in the queue", "wait_time"), ("run", "ran", "run_time")):
             histogram = HistogramMetricFamily(
