@@ -9,6 +9,7 @@ waiting blocks only the calling greenlet.
 
 from collections.abc import Callable
 from concurrent import futures
+from concurrent.futures._base import PENDING
 from time import monotonic
 from typing import Any, Generic, TypeVar
 
@@ -33,7 +34,8 @@ class _WrappedFuture(Future):
     """An :class:`offload.Future` that mirrors a future of a foreign executor.
 
     The foreign future's done-callback copies its outcome here from whatever
-    thread completes it; cancelling this one cancels that one.  The façade
+    thread completes it, ``running()`` turns True when the foreign executor
+    starts the call, and cancelling this one cancels that one.  The façade
     also watches the foreign executor take the call (:meth:`_watch`), for
     its wait and run times.
     """
@@ -71,14 +73,26 @@ class _WrappedFuture(Future):
         self._watched = True
         if self._started_at is None and (inner.running() or inner.done()):
             self._started_at = self._submitted_at
+            self._mark_running()
 
     def _taken(self):
         started = self._start_inner()
         if started:
             self._started_at = monotonic()
+            self._mark_running()
         else:
             self._facade._passed_over(self)
         return started
+
+    def _mark_running(self):
+        """The foreign executor started the call: ``running()`` says so from now on.
+
+        Under the future's (reentrant) lock: the submitter (``_watch``) and
+        the executor's thread (``_taken``, ``_settle``) may both get here.
+        """
+        with self._condition:
+            if self._state == PENDING:
+                Future.set_running_or_notify_cancel(self)
 
     def _settle(self, inner):
         """The foreign future's done-callback, in the thread that completed it:
@@ -88,7 +102,9 @@ class _WrappedFuture(Future):
         observed = self._facade._count(self, cancelled, error)
         if cancelled:
             Future.cancel(self)
-        elif self.set_running_or_notify_cancel():
+        else:
+            # Not cancelled here: this one is cancelled only through the foreign one.
+            self._mark_running()
             if error is None:
                 self.set_result(inner.result())
             else:

@@ -254,11 +254,6 @@ def test_a_running_future_cannot_be_cancelled(make, tmp_path):
     assert running.result(timeout=30) == "slept"
 
 
-@fails_for(
-    "wrap_executor",
-    reason="the façade's future mirrors only the outcome of the foreign one: running() stays False "
-    "while the wrapped executor runs the call",
-)
 def test_a_running_future_says_so(make, tmp_path):
     one = make(1)
     running = occupy(one, tmp_path)
