@@ -10,7 +10,9 @@ offload.dbapi.quiet) with runs as shipped: on a shared, noisy machine that
 compares the two under the same conditions.  ``BENCH_GREENLETS`` and
 ``BENCH_EACH`` change the 50 x 40.
 
-    PYTHONPATH=. python bench/bench_orm_hops.py [runs] [--ab]
+    PYTHONPATH=. python bench/orm_hops.py [runs] [--ab]
+
+Not one of make bench's sections (its name has no bench_ prefix): a tool for one question.
 """
 
 from gevent import monkey
