@@ -92,3 +92,49 @@ def test_an_idle_worker_runs_callbacks_sent_to_its_loop():
     out = modes.lines(modes.run("all", IDLE_CALLBACK, timeout=60))
     assert out["ran"] == "True"
     assert float(out["after"]) < 1  # one idle tick (20 ms), with room for a loaded machine
+
+
+WORKER_HUBS_FIRST = r"""
+import os, time
+import gevent
+import offload
+from offload._core import native
+
+def watchdog():
+    # The main hub's loop may be broken for good: give up from a real thread.
+    native.sleep(10)
+    print("delivered=", "hung", flush=True)
+    os._exit(0)
+
+native.start_new_thread(watchdog, ())
+def first_call():
+    time.sleep(0.01)  # patched (all, nothread): builds this worker's hub
+    return gevent.get_hub()  # builds it where time is not patched (socket)
+
+# The main thread has no hub yet; four workers build theirs at once.
+pool = offload.ThreadPool(4)
+hubs = [f.result() for f in [pool.submit(first_call) for _ in range(4)]]
+# The main hub, built now, gets its first wake-up from a worker.
+g = gevent.spawn(pool.call, time.sleep, 0.01)
+g.join(5)
+print("delivered=", g.ready(), flush=True)
+# libuv's default loop (the main hub's) was made before any worker's loop.
+print("main_first=", all(gevent.get_hub().loop.fileno() < hub.loop.fileno() for hub in hubs), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("mode", ["all", "nothread", "socket"])
+def test_worker_hubs_built_before_the_main_hub_on_libuv(mode):
+    # gevent's libuv loop asks libuv for its default loop in every thread,
+    # and libuv builds that loop, on first ask, without a lock: two workers
+    # building their first hubs at once, before the main thread had one,
+    # built it twice over each other.  The main hub then ran on the wreck and
+    # missed the workers' wake-ups: a greenlet's wait hung (14 runs in 20 of
+    # test_waiting's first two waits, nothread, CPython 3.13).  offload now makes the
+    # default loop before it starts a worker; without that main_first fails
+    # on every run, delivered on some.
+    pytest.importorskip("gevent.libuv.loop")
+    for _ in range(3):
+        out = modes.lines(modes.run(mode, WORKER_HUBS_FIRST, timeout=60, env={"GEVENT_LOOP": "libuv-cffi"}))
+        assert out == {"delivered": "True", "main_first": "True"}, out

@@ -16,9 +16,22 @@ under a real lock so that no two threads build one at the same time, and
 the thread starting a worker first resolves gevent's settings
 (:func:`prepare`), so that no hub's constructor imports anything.
 Unpatched, it does nothing: no thread pays for a loop it does not use.
+
+Under gevent's libuv loop, patched in any way, :func:`prepare` also makes
+libuv's default loop -- the one the main thread's hub runs -- before the
+first worker starts.  gevent's libuv ``loop.__init__`` asks libuv for the
+default loop in every thread, even one building a loop of its own (to know
+whether it is the default), and libuv builds that loop on the first ask
+without a lock (libuv issue #1461, "uv_default_loop is not thread safe").
+Two workers building their first hubs at once, while the main thread had
+none yet (a patched ``time.sleep`` or socket in each), built it twice over
+each other: the main hub then ran on that wreck, its async watcher's
+eventfd not polled, and a greenlet waiting for a worker never woke (or
+libuv aborted).  Made first, the loop is only looked up afterwards.
 """
 
 import os
+from typing import Any
 
 import gevent
 import gevent.monkey
@@ -36,7 +49,8 @@ _lock = native.allocate_lock()
 
 def prepare() -> None:
     """Resolve, in the thread starting a worker, the gevent settings a hub's
-    constructor reads, so that no hub built later imports anything.
+    constructor reads, so that no hub built later imports anything; under
+    libuv, make its default loop now (see the module's docstring).
 
     Without it a worker building its hub and a hubless main thread building
     its own (its first ``gevent.spawn``) import gevent's settings at the
@@ -47,6 +61,28 @@ def prepare() -> None:
         config = gevent.config
         for setting in ("loop", "libev_backend", "format_context", "monitor_thread", "track_greenlet_tree"):
             getattr(config, setting)
+    if gevent.monkey.is_anything_patched():  # unpatched, no worker builds a hub
+        global _uv_default_loop
+        if _uv_default_loop is False:
+            _uv_default_loop = _find_uv_default_loop()
+        if _uv_default_loop is not None:
+            with _lock:  # two threads starting their first workers at once
+                _uv_default_loop()  # made on the first call, only looked up after
+
+
+#: libuv's ``uv_default_loop`` (see :func:`prepare`); None under another
+#: loop, False: not looked up yet.
+_uv_default_loop: Any = False
+
+
+def _find_uv_default_loop() -> Any:
+    if not getattr(gevent.config.loop, "__module__", "").startswith("gevent.libuv"):
+        return None
+    try:
+        from gevent.libuv import _corecffi  # the cffi module gevent's libuv loop calls through
+    except ImportError:  # pragma: no cover - a gevent built without libuv
+        return None
+    return _corecffi.lib.uv_default_loop
 
 
 def ensure_hub() -> None:
