@@ -139,12 +139,17 @@ def serve(
             counters.completed += 1
         else:
             counters.failed += 1
+        if observe.watched:
+            # Before the wake-up: a caller that has its result finds its call
+            # in the histograms.  A failing observer must not keep it asleep.
+            try:
+                observe.record(counters, wait, run)
+            except Exception:
+                logger.exception("%s: the metrics observer failed", counters.pool)
         item.finish(value, error, qsize() > 0)
         counters.current = None  # after finish: a fork in between finds it done, not lost
         if after_each is not None:
             after_each(work, item, run, ended)
-        if observe.watched:
-            observe.record(counters, wait, run)
         if run > observe.slow_call and logger.isEnabledFor(DEBUG):
             observe.log_slow(counters.pool, work, run)
         # Drop the references before blocking on the queue again: the
