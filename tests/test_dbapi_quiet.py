@@ -56,13 +56,19 @@ def _outcome(fn, *args, **kwargs):
 # -- how many hops ------------------------------------------------------------
 
 
+def _select_one(conn, rows):
+    """cursor, SELECT 1, fetchall, close, rollback: one statement's round; its cursor."""
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    assert cur.fetchall() == rows
+    cur.close()
+    conn.rollback()
+    return cur
+
+
 def test_psycopg2_statement_costs_two_hops(pg):
     before = _hops(pg)
-    cur = pg.cursor()
-    cur.execute("SELECT 1")
-    assert cur.fetchall() == [(1,)]
-    cur.close()
-    pg.rollback()
+    cur = _select_one(pg, [(1,)])
     assert _hops(pg) - before == 2  # execute and rollback; before: cursor and close hopped too
     assert cur.closed and pg.status == STATUS_READY
     pg.rollback()  # no transaction open: psycopg2 sends nothing, and neither hops
@@ -91,11 +97,7 @@ def test_psycopg3_statement_costs_two_hops():
         services.unavailable(f"PostgreSQL: {exc}")
     try:
         before = _hops(conn)
-        cur = conn.cursor()
-        cur.execute("SELECT 1")
-        assert cur.fetchall() == [(1,)]
-        cur.close()
-        conn.rollback()
+        cur = _select_one(conn, [(1,)])
         conn.rollback()
         conn.commit()
         assert _hops(conn) - before == 2
@@ -120,11 +122,7 @@ def test_pymysql_close_hops_only_when_a_result_set_follows():
         services.unavailable(f"MariaDB: {exc}")
     try:
         before = _hops(conn)
-        cur = conn.cursor()
-        cur.execute("SELECT 1")
-        assert cur.fetchall() == ((1,),)
-        cur.close()
-        conn.rollback()  # PyMySQL always sends ROLLBACK
+        _select_one(conn, ((1,),))  # PyMySQL always sends ROLLBACK
         assert _hops(conn) - before == 2
         cur = conn.cursor()
         cur.execute("SELECT 1; SELECT 2")
@@ -147,11 +145,7 @@ def test_sqlite3_calls_all_hop():
     conn = db.connect(sqlite3, ":memory:")  # its objects refuse any other thread
     try:
         before = _hops(conn)
-        cur = conn.cursor()
-        cur.execute("SELECT 1")
-        assert cur.fetchall() == [(1,)]
-        cur.close()
-        conn.rollback()
+        _select_one(conn, [(1,)])
         conn.commit()
         assert _hops(conn) - before == 6
     finally:
