@@ -29,6 +29,7 @@ test: lint pytest doctest docs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check offload tests examples bench docs noxfile.py
+	$(VENV)/bin/ruff format --check offload tests examples bench docs noxfile.py
 	$(VENV)/bin/mypy --ignore-missing-imports --check-untyped-defs offload
 
 # `make test` leaves out the tests marked slow; `make test-slow` runs only those.

@@ -194,7 +194,6 @@ class CheckedMap(futures.Executor):
         return futures.Executor.map(self, fn, *iterables, timeout=timeout)
 
 
-
 class PoolBase(CheckedMap):
     """The parts of a pool that do not depend on what its workers are.
 

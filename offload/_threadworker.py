@@ -49,6 +49,8 @@ class _WorkerLocal(native.local):
 
 
 _tls = _WorkerLocal()
+
+
 def _work(pool_ref, queue, idle, slots, max_idle, counters, pace, name, init):
     """The body of one worker thread: serve the queue, then retire.
 

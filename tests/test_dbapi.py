@@ -27,8 +27,7 @@ def _wait_until(predicate, timeout=5.0):
 
 
 HEAVY = (
-    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 600000) "
-    "SELECT count(*) FROM c"
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 600000) SELECT count(*) FROM c"
 )
 
 
@@ -282,7 +281,12 @@ def test_pool_lends_at_most_maxconn_and_others_wait(pool):
     assert hb.max_lag < 0.1  # waiting borrowers and working lanes never froze the hub
     stats = pool.stats()
     assert {k: stats[k] for k in ("size", "idle", "in_use", "maxconn", "opened", "discarded")} == {
-        "size": 2, "idle": 2, "in_use": 0, "maxconn": 2, "opened": 2, "discarded": 0
+        "size": 2,
+        "idle": 2,
+        "in_use": 0,
+        "maxconn": 2,
+        "opened": 2,
+        "discarded": 0,
     }
 
 

@@ -85,8 +85,17 @@ def test_unpatched_end_to_end(sqlite_file):
     # advice then changes): the advice must be exactly right in one of three runs.
     for _attempt in range(3):
         proc = doctor(
-            "--patch", "none", "--json", "--postgres", dsn, "--sqlite", str(sqlite_file),
-            "--redis", services.REDIS_URL, "--mysql", MYSQL_URL,
+            "--patch",
+            "none",
+            "--json",
+            "--postgres",
+            dsn,
+            "--sqlite",
+            str(sqlite_file),
+            "--redis",
+            services.REDIS_URL,
+            "--mysql",
+            MYSQL_URL,
         )
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
@@ -149,7 +158,9 @@ def test_unreachable_server_is_a_clear_failure():
 
 
 def test_missing_sqlite_file_and_bad_mysql_url(tmp_path):
-    proc = doctor("--patch", "none", "--sqlite", str(tmp_path / "none.db"), "--mysql", f"pg://u:{SECRET}@h/db")
+    proc = doctor(
+        "--patch", "none", "--sqlite", str(tmp_path / "none.db"), "--mysql", f"pg://u:{SECRET}@h/db"
+    )
     assert proc.returncode == 1
     assert "no database file" in proc.stderr
     assert "must be a mysql:// or mariadb:// URL" in proc.stderr
@@ -189,7 +200,13 @@ def test_no_targets_gives_a_hint_and_the_environment():
     report = json.loads(doctor("--patch", "none", "--json").stdout)
     assert report["targets_given"] is False
     assert [f["check"] for f in report["environment"]] == [
-        "psycopg3", "psycogreen", "uwsgi-threads", "uwsgi-fork", "fork", "free-threading", "gevent-2213",
+        "psycopg3",
+        "psycogreen",
+        "uwsgi-threads",
+        "uwsgi-fork",
+        "fork",
+        "free-threading",
+        "gevent-2213",
         "gevent-threadpool",
     ]
 

@@ -153,8 +153,11 @@ def _serve(tmp_path, argv, head, prefix):
     port = services.free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), modes.ROOT]))
     proc = subprocess.Popen(
-        [arg.format(port=port) for arg in argv], cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [arg.format(port=port) for arg in argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30
@@ -222,8 +225,21 @@ def test_uwsgi_without_fork_hooks_is_found_and_pools_really_hang(tmp_path):
     # A pool whose thread started at import, in the process uWSGI forks workers from.
     pool = "import os, offload\nPOOL = offload.ThreadPool(1)\nPOOL.call(os.getpid)\n"
     (tmp_path / "pool.py").write_text(pool)
-    base = [uwsgi, "--http-socket", "127.0.0.1:{port}", "--wsgi-file", "app.py", "--callable", "app",
-            "--master", "-p", "1", "--disable-logging", "--import", "pool"]
+    base = [
+        uwsgi,
+        "--http-socket",
+        "127.0.0.1:{port}",
+        "--wsgi-file",
+        "app.py",
+        "--callable",
+        "app",
+        "--master",
+        "-p",
+        "1",
+        "--disable-logging",
+        "--import",
+        "pool",
+    ]
     plain = _serve(tmp_path, base, UWSGI_HEAD, "uWSGI")
     hooked = _serve(tmp_path, base + ["--py-call-uwsgi-fork-hooks"], UWSGI_HEAD, "uWSGI")
     assert plain["uwsgi-fork"] == "warning" and plain["pool works"] is False, plain

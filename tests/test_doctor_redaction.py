@@ -33,10 +33,16 @@ from offload.doctor.redact import scrub
         ("postgresql://postgres:S3#cretHash@127.0.0.1/x", "postgresql://postgres:***@127.0.0.1/x"),
         ("postgresql://postgres:S3/cretSl@127.0.0.1/x", "postgresql://postgres:***@127.0.0.1/x"),
         ("postgresql://postgres:S3@cretAt@127.0.0.1/x", "postgresql://postgres:***@127.0.0.1/x"),
-        ("postgresql://u@h/x?password=S3cretQp&sslmode=require", "postgresql://u@h/x?password=***&sslmode=require"),
+        (
+            "postgresql://u@h/x?password=S3cretQp&sslmode=require",
+            "postgresql://u@h/x?password=***&sslmode=require",
+        ),
         ("redis://:hunter2@db:6379/0", "redis://:***@db:6379/0"),
         ("mongodb://app@db/?password=hunter2&w=1", "mongodb://app@db/?password=***&w=1"),
-        ("mongodb://h/?tlsCertificateKeyFilePassword=S3cretTLS", "mongodb://h/?tlsCertificateKeyFilePassword=***"),
+        (
+            "mongodb://h/?tlsCertificateKeyFilePassword=S3cretTLS",
+            "mongodb://h/?tlsCertificateKeyFilePassword=***",
+        ),
         (
             "mongodb://u:p@h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:S3cretTok",
             "mongodb://u:***@h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:***",
@@ -76,7 +82,11 @@ def _doctor(*args):
     env = dict(os.environ, PYTHONPATH=modes.ROOT)
     return subprocess.run(
         [sys.executable, "-m", "offload", "doctor", *args],
-        capture_output=True, text=True, timeout=90, env=env, cwd=modes.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=modes.ROOT,
     )
 
 
@@ -108,14 +118,17 @@ def _mongo_forms(uri):
     host = uri.split("://")[1].split("/")[0]
     return [
         (
-            "--mongo", f"mongodb://{host}/?directConnection=true&tls=true&tlsCertificateKeyFilePassword=RdxTls12",
-            "tlsCertificateKeyFilePassword=***", "RdxTls12",
+            "--mongo",
+            f"mongodb://{host}/?directConnection=true&tls=true&tlsCertificateKeyFilePassword=RdxTls12",
+            "tlsCertificateKeyFilePassword=***",
+            "RdxTls12",
         ),
         (
             "--mongo",
             f"mongodb://AKIAX:RdxAws13@{host}/?directConnection=true&authMechanism=MONGODB-AWS"
             "&authMechanismProperties=AWS_SESSION_TOKEN:RdxTok13",
-            "AWS_SESSION_TOKEN:***", "RdxTok13",
+            "AWS_SESSION_TOKEN:***",
+            "RdxTok13",
         ),
     ]
 

@@ -51,23 +51,37 @@ def _start(*args):
     env = dict(os.environ, PYTHONPATH=modes.ROOT)
     return subprocess.Popen(
         [sys.executable, "-m", "offload", "doctor", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=modes.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=modes.ROOT,
     )
 
 
 def test_no_check_hangs_on_a_server_that_never_speaks(silent_port):
     port = silent_port
     cases = {
-        "mysql": (["--patch", "none", "--mysql", f"mysql://root@127.0.0.1:{port}/test"],
-                  f"PyMySQL: could not connect to mysql://root@127.0.0.1:{port}/test: "),
-        "postgres": (["--patch", "none", "--postgres", f"host=127.0.0.1 port={port} dbname=x user=u"],
-                     f"psycopg2: could not connect to host=127.0.0.1 port={port} dbname=x user=u: "),
-        "redis": (["--patch", "none", "--redis", f"redis://127.0.0.1:{port}/0"],
-                  f"redis-py: could not connect to redis://127.0.0.1:{port}/0: "),
-        "mongo": (["--patch", "none", "--mongo", f"mongodb://127.0.0.1:{port}/?directConnection=true"],
-                  f"PyMongo: could not connect to mongodb://127.0.0.1:{port}/?directConnection=true: "),
-        "mysql, patch_all": (["--mysql", f"mysql://root@127.0.0.1:{port}/test"],
-                             f"PyMySQL: could not connect to mysql://root@127.0.0.1:{port}/test: "),
+        "mysql": (
+            ["--patch", "none", "--mysql", f"mysql://root@127.0.0.1:{port}/test"],
+            f"PyMySQL: could not connect to mysql://root@127.0.0.1:{port}/test: ",
+        ),
+        "postgres": (
+            ["--patch", "none", "--postgres", f"host=127.0.0.1 port={port} dbname=x user=u"],
+            f"psycopg2: could not connect to host=127.0.0.1 port={port} dbname=x user=u: ",
+        ),
+        "redis": (
+            ["--patch", "none", "--redis", f"redis://127.0.0.1:{port}/0"],
+            f"redis-py: could not connect to redis://127.0.0.1:{port}/0: ",
+        ),
+        "mongo": (
+            ["--patch", "none", "--mongo", f"mongodb://127.0.0.1:{port}/?directConnection=true"],
+            f"PyMongo: could not connect to mongodb://127.0.0.1:{port}/?directConnection=true: ",
+        ),
+        "mysql, patch_all": (
+            ["--mysql", f"mysql://root@127.0.0.1:{port}/test"],
+            f"PyMySQL: could not connect to mysql://root@127.0.0.1:{port}/test: ",
+        ),
     }
     if services.port_open("127.0.0.1", 5432):
         cases["mysql at PostgreSQL's port"] = (
@@ -115,7 +129,10 @@ def test_a_check_that_ignores_its_timeouts_still_ends_at_the_deadline():
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", __import__("textwrap").dedent(snippet)],
-        capture_output=True, text=True, timeout=BOUND, env=dict(os.environ, PYTHONPATH=modes.ROOT),
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        env=dict(os.environ, PYTHONPATH=modes.ROOT),
     )
     assert proc.returncode == 1
     assert time.monotonic() - started < BOUND

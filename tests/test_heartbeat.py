@@ -116,6 +116,7 @@ def test_bad_intervals_are_refused(interval, error):
 # at or below it, i.e. the ceil(q / 100 * n)-th smallest (the first for q = 0).
 VALUES = [35, 20, 50, 15, 40]  # sorted: 15 20 35 40 50
 
+
 @pytest.mark.parametrize(
     "q, expected",
     [

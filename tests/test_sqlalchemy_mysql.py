@@ -1,6 +1,5 @@
 """offload.sqlalchemy against the real MariaDB (PyMySQL and mysqlclient) and sqlite3."""
 
-
 import pytest
 from sqla_helpers import mysql_engine, orm_get_hops, overlap, sa, scratch_table
 

@@ -19,7 +19,6 @@ Empty = get_original("_queue", "Empty")
 sleep = get_original("time", "sleep")
 
 
-
 def take_all(queue: Any) -> list[Any]:
     """Everything in *queue* now, without blocking, stop markers (None) dropped."""
     items: list[Any] = []

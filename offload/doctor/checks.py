@@ -116,7 +116,14 @@ class Check:
         d = probe(direct, interval=0.005, threshold=THRESHOLD)
         v = probe(via, interval=0.005, threshold=THRESHOLD)
         return Row(
-            self.driver, self.shown, self.patched, d.blocked, d.max_lag, v.max_lag, d.elapsed, v.elapsed,
+            self.driver,
+            self.shown,
+            self.patched,
+            d.blocked,
+            d.max_lag,
+            v.max_lag,
+            d.elapsed,
+            v.elapsed,
             advice(d.blocked, v.blocked, self.fix, self.why),
         )
 

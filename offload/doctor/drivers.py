@@ -163,8 +163,15 @@ def check_sqlite(path: str) -> list[Row]:
     sizing.close()
     n = int(min(max(SLEEP / per_row, 100_000), 50_000_000))
     check = Check(
-        "sqlite3", path, False, "C library: the query runs in C", DBAPI_FIX, module=sqlite3,
-        sql=_sqlite_query(n), connect_args=args, connect_kwargs=kwargs,
+        "sqlite3",
+        path,
+        False,
+        "C library: the query runs in C",
+        DBAPI_FIX,
+        module=sqlite3,
+        sql=_sqlite_query(n),
+        connect_args=args,
+        connect_kwargs=kwargs,
         setup="SELECT count(*) FROM sqlite_master",  # "file is not a database" here, not later
     )
     return [check.run_dbapi()]
@@ -184,8 +191,12 @@ def check_redis(url: str) -> list[Row]:
     # (DEBUG SLEEP would freeze the whole server, and is usually disabled).
     key = f"offload:doctor:{uuid.uuid4().hex}"
     return _measure_clients(
-        check, client, lambda: redis.Redis.from_url(url, **options), lambda c: c.blpop([key], timeout=SLEEP),
-        redis.ResponseError, lambda exc: f"server refused the slow call: {check.scrub(exc)}",
+        check,
+        client,
+        lambda: redis.Redis.from_url(url, **options),
+        lambda c: c.blpop([key], timeout=SLEEP),
+        redis.ResponseError,
+        lambda exc: f"server refused the slow call: {check.scrub(exc)}",
     )
 
 
@@ -213,9 +224,17 @@ def _measure_clients(check: Check, client: Any, make, slow, refused: type[Except
 # whose field is computed by JavaScript that sleeps (MongoDB 5.1+).
 _MONGO_SLEEP = [
     {"$documents": [{"n": 1}]},
-    {"$addFields": {"slept": {"$function": {
-        "body": "function(ms) { sleep(ms); return ms; }", "args": [int(SLEEP * 1000)], "lang": "js",
-    }}}},
+    {
+        "$addFields": {
+            "slept": {
+                "$function": {
+                    "body": "function(ms) { sleep(ms); return ms; }",
+                    "args": [int(SLEEP * 1000)],
+                    "lang": "js",
+                }
+            }
+        }
+    },
 ]
 
 
@@ -253,6 +272,10 @@ def check_mongo(uri: str) -> list[Row]:
         )
 
     return _measure_clients(
-        check, client, lambda: pymongo.MongoClient(uri, **options),
-        lambda c: list(c.get_database("admin").aggregate(_MONGO_SLEEP)), OperationFailure, not_measured,
+        check,
+        client,
+        lambda: pymongo.MongoClient(uri, **options),
+        lambda c: list(c.get_database("admin").aggregate(_MONGO_SLEEP)),
+        OperationFailure,
+        not_measured,
     )

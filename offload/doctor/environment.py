@@ -91,7 +91,9 @@ def check_psycopg3() -> Finding:
             "or run its calls through offload",
         )
     return Finding(
-        name, OK, f"psycopg {version} waits with wait_c; nothing is patched, so its calls block the hub",
+        name,
+        OK,
+        f"psycopg {version} waits with wait_c; nothing is patched, so its calls block the hub",
         "run its calls through offload, or import it after gevent.monkey.patch_all()",
     )
 
@@ -162,23 +164,29 @@ def check_uwsgi() -> list[Finding]:
     if threads:
         findings.append(Finding("uwsgi-threads", OK, f"uWSGI {version}: Python threads are enabled"))
     else:
-        findings.append(Finding(
-            "uwsgi-threads", WARNING,
-            f"uWSGI {version} without enable-threads: Python threads do not run, "
-            "so offload's worker threads never pick up a call",
-            "add enable-threads = true (or threads = N) to the uWSGI configuration",
-        ))
+        findings.append(
+            Finding(
+                "uwsgi-threads",
+                WARNING,
+                f"uWSGI {version} without enable-threads: Python threads do not run, "
+                "so offload's worker threads never pick up a call",
+                "add enable-threads = true (or threads = N) to the uWSGI configuration",
+            )
+        )
     lazy = _opt_enabled(opt, "lazy-apps") or _opt_enabled(opt, "lazy")
     hooks = _opt_enabled(opt, "py-call-uwsgi-fork-hooks") or _opt_enabled(opt, "py-call-osafterfork")
     forks = _opt_enabled(opt, "master") or _opt_int(opt, "processes", "workers") > 1
     if forks and not lazy and not hooks:
-        findings.append(Finding(
-            "uwsgi-fork", WARNING,
-            "uWSGI loads the application and then forks its workers without Python's fork hooks: "
-            "a pool whose threads started before the fork hangs in every worker",
-            "add py-call-uwsgi-fork-hooks = true (or lazy-apps = true), "
-            "or make pools only in the worker (uwsgidecorators.postfork)",
-        ))
+        findings.append(
+            Finding(
+                "uwsgi-fork",
+                WARNING,
+                "uWSGI loads the application and then forks its workers without Python's fork hooks: "
+                "a pool whose threads started before the fork hangs in every worker",
+                "add py-call-uwsgi-fork-hooks = true (or lazy-apps = true), "
+                "or make pools only in the worker (uwsgidecorators.postfork)",
+            )
+        )
     else:
         why = "lazy-apps" if lazy else ("fork hooks on" if hooks else "no fork after the application loads")
         findings.append(Finding("uwsgi-fork", OK, f"uWSGI workers start pools afresh ({why})"))

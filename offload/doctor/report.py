@@ -86,8 +86,9 @@ class _Deadline:
 def run(args: Any) -> dict:
     """Run every check *args* asks for; the report as a JSON-ready dict."""
     todo: list[tuple[str, Any, Any]] = [("time", drivers.check_time, None)]
-    todo += [(name, fn, getattr(args, name)) for name, fn in TARGETS.items()
-             if getattr(args, name) is not None]
+    todo += [
+        (name, fn, getattr(args, name)) for name, fn in TARGETS.items() if getattr(args, name) is not None
+    ]
     rows, errors = [], []
     for name, fn, value in todo:
         try:
@@ -126,8 +127,14 @@ def _table(rows: list[dict]) -> list[str]:
     table = [header]
     for r in rows:
         table.append(
-            (r["driver"], _yes(r["patched"]), _yes(r["blocks_directly"]), _ms(r["max_lag_direct"]),
-             _ms(r["max_lag_offload"]), r["advice"])
+            (
+                r["driver"],
+                _yes(r["patched"]),
+                _yes(r["blocks_directly"]),
+                _ms(r["max_lag_direct"]),
+                _ms(r["max_lag_offload"]),
+                r["advice"],
+            )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     cells = ([cell.ljust(w) for cell, w in zip(row, widths, strict=False)] + [row[-1]] for row in table)
@@ -151,8 +158,11 @@ def render(report: dict) -> str:
     if targets:
         lines += ["", "targets:"] + targets
     if not report.get("targets_given", True):
-        lines += ["", "no database given: point the doctor at yours with --postgres DSN, --mysql URL, "
-                  "--sqlite PATH, --redis URL or --mongo URI (see --help)"]
+        lines += [
+            "",
+            "no database given: point the doctor at yours with --postgres DSN, --mysql URL, "
+            "--sqlite PATH, --redis URL or --mongo URI (see --help)",
+        ]
     lines += ["", "environment (this interpreter; call offload.doctor.environment() inside your app):"]
     for f in report.get("environment", []):
         lines.append(f"  [{f['status']}] {f['check']}: {f['detail']}")

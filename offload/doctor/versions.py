@@ -64,7 +64,8 @@ def check_gevent_2213(
         return Finding("gevent-2213", OK, f"CPython {shown}: not affected by gevent #2213")
     if not threading_patched:
         return Finding(
-            "gevent-2213", OK,
+            "gevent-2213",
+            OK,
             f"CPython {shown} (gevent {gevent_version}) has gevent #2213, but only with threading patched",
         )
     return Finding(

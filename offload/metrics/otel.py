@@ -42,9 +42,7 @@ def instrument(meter_provider: Any = None) -> None:
     """Export offload's pools through *meter_provider* (the global one if None)."""
     meter = otel_metrics.get_meter("offload", meter_provider=meter_provider)
     for key in ("workers", "active", "queued"):
-        meter.create_observable_gauge(
-            f"offload.pool.{key}", callbacks=[_observe(itemgetter(key))], unit="1"
-        )
+        meter.create_observable_gauge(f"offload.pool.{key}", callbacks=[_observe(itemgetter(key))], unit="1")
     for key in ("submitted", "completed", "failed", "cancelled"):
         meter.create_observable_counter(
             f"offload.pool.calls.{key}", callbacks=[_observe(itemgetter(key))], unit="1"
