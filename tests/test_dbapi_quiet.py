@@ -16,6 +16,7 @@ import services
 
 import offload
 import offload.dbapi as db
+from offload import unwrap
 
 psycopg2 = pytest.importorskip("psycopg2")
 from psycopg2.extensions import STATUS_BEGIN, STATUS_READY  # noqa: E402
@@ -78,6 +79,30 @@ def test_psycopg2_statement_costs_two_hops(pg):
         cur.execute("SELECT 1")
     pg.commit()  # a transaction open: COMMIT goes to the server, in the lane
     assert _hops(pg) - before == 4 and pg.status == STATUS_READY
+
+
+def test_a_forgotten_cursor_is_closed_without_a_hop_where_close_does_no_io(pg):
+    # An ORM drops the result of an execute whose rows nobody read: the
+    # cursor proxy's __del__ closes it.  Queued on the lane, that close made
+    # the connection's next cursor() hop behind it.
+    cur = pg.cursor()
+    cur.execute("SELECT 1")
+    raw = unwrap(cur)
+    before = _hops(pg)
+    del cur
+    assert raw.closed and _hops(pg) == before
+    pg.cursor().close()  # and the next cursor is made inline
+    assert _hops(pg) == before
+    pg.rollback()
+    lite = db.connect(sqlite3, ":memory:")  # sqlite3 closes in the connection's thread
+    try:
+        cur = lite.cursor()
+        before = _hops(lite)
+        del cur
+        lite.commit()  # behind the queued close
+        assert _hops(lite) - before == 2
+    finally:
+        lite.close()
 
 
 def test_psycopg2_named_cursor_close_still_hops(pg):

@@ -208,11 +208,18 @@ class Cursor(SessionProxy):
     def __del__(self):
         # Close a forgotten cursor in its lane: some drivers (MySQLdb) read
         # the rest of a result when a cursor is torn down, which must not
-        # happen from this thread while the lane uses the connection.
+        # happen from this thread while the lane uses the connection.  Where
+        # the close does no I/O and the lane has nothing of the connection,
+        # close it here: queued, it would make the connection's next call
+        # (an ORM's next cursor()) hop behind it.
         try:
             session = getattribute(self, "_offload_session")
             if not getattribute(self, "_offload_closed") and not session.closed:
-                session.submit(getattribute(self, "_offload_obj").close)
+                raw = getattribute(self, "_offload_obj")
+                if not (session.pending or session.forked) and session.quiet.close(raw):
+                    raw.close()
+                else:
+                    session.submit(raw.close)
         except Exception:  # half-built, interpreter shutdown, lane already stopped
             return
 
