@@ -6,6 +6,7 @@ the façade promises like every offload pool (over a ThreadPoolExecutor) is
 in test_executor_contract.py.
 """
 
+import multiprocessing
 import os
 import sys
 import time
@@ -212,7 +213,11 @@ def test_stats_over_a_thread_pool_executor_count_each_outcome(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_stats_over_a_process_pool_executor_count_each_outcome(tmp_path):
-    facade = offload.wrap_executor(ProcessPoolExecutor(1))
+    # forkserver: forking the pytest process itself runs every at-fork hook
+    # its imports registered (eventlet's warns, and warnings are errors here).
+    facade = offload.wrap_executor(
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+    )
     try:
         during = _mixed_calls(facade, tmp_path)
         # The executor marks a call running as it hands it to its processes'
