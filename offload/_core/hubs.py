@@ -31,6 +31,7 @@ libuv aborted).  Made first, the loop is only looked up afterwards.
 """
 
 import os
+import sys
 from typing import Any
 
 import gevent
@@ -38,6 +39,8 @@ import gevent.monkey
 from gevent._hub_local import get_hub_if_exists
 
 from . import native
+
+_get_native_id = gevent.monkey.get_original("_thread", "get_native_id")
 
 __all__ = ["callbacks_runner", "ensure_hub", "idle_get", "prepare"]
 
@@ -61,18 +64,28 @@ def prepare() -> None:
         config = gevent.config
         for setting in ("loop", "libev_backend", "format_context", "monitor_thread", "track_greenlet_tree"):
             getattr(config, setting)
-    if gevent.monkey.is_anything_patched():  # unpatched, no worker builds a hub
+    # Unpatched, no worker builds a hub.  Only from the main thread, whose
+    # hub runs the default loop: made from another thread (a plain thread
+    # starting a pool's first worker), it raced the main thread building
+    # its own hub -- the same race, and a crash under patch_socket().
+    if gevent.monkey.is_anything_patched() and _in_main_thread():
         global _uv_default_loop
         if _uv_default_loop is False:
             _uv_default_loop = _find_uv_default_loop()
         if _uv_default_loop is not None:
-            with _lock:  # two threads starting their first workers at once
-                _uv_default_loop()  # made on the first call, only looked up after
+            _uv_default_loop()  # made on the first call, only looked up after
 
 
 #: libuv's ``uv_default_loop`` (see :func:`prepare`); None under another
 #: loop, False: not looked up yet.
 _uv_default_loop: Any = False
+
+
+def _in_main_thread() -> bool:
+    # The kernel's thread id: patch_all() makes threading's idents the
+    # greenlets'.  On Linux the main thread's is the process id; elsewhere
+    # (no way to tell here) the loop is left to gevent, as before.
+    return sys.platform.startswith("linux") and _get_native_id() == os.getpid()
 
 
 def _find_uv_default_loop() -> Any:
