@@ -296,7 +296,7 @@ def test_a_pass_of_the_bridge_leaves_the_loop_its_turn_after_pass_for():
         return beat.lag(99)
 
     lag = _in_a_fresh_hub(scenario)
-    assert lag < 0.008, lag  # 3.9 ms here under load; 118 ms without the cut
+    assert lag < 0.05, lag  # 3.9 ms alone, 20 ms in a full CI run; 118 ms without the cut
     sixteen.shutdown()
 
 
