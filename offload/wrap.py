@@ -153,7 +153,8 @@ class ExecutorFacade(CheckedMap, Generic[_E]):
       and the histograms cover the calls whose start the façade saw: every
       call of the :mod:`concurrent.futures` executors and loky (one the
       executor took before ``submit`` returned counts as starting when
-      ``submit`` was called), none of Dask's.
+      ``submit`` was called), and of Dask's only those already done when
+      ``submit`` returned (timed from ``submit`` to then).
     * ``max_workers`` is the executor's ``_max_workers`` and ``workers`` its
       live threads or processes (the :mod:`concurrent.futures` executors,
       loky); None where the executor does not say (Dask, whose client would
