@@ -61,27 +61,16 @@ def _start(*args):
 
 def test_no_check_hangs_on_a_server_that_never_speaks(silent_port):
     port = silent_port
+
+    def case(option, url, driver, patch=("--patch", "none")):
+        return [*patch, option, url], f"{driver}: could not connect to {url}: "
+
     cases = {
-        "mysql": (
-            ["--patch", "none", "--mysql", f"mysql://root@127.0.0.1:{port}/test"],
-            f"PyMySQL: could not connect to mysql://root@127.0.0.1:{port}/test: ",
-        ),
-        "postgres": (
-            ["--patch", "none", "--postgres", f"host=127.0.0.1 port={port} dbname=x user=u"],
-            f"psycopg2: could not connect to host=127.0.0.1 port={port} dbname=x user=u: ",
-        ),
-        "redis": (
-            ["--patch", "none", "--redis", f"redis://127.0.0.1:{port}/0"],
-            f"redis-py: could not connect to redis://127.0.0.1:{port}/0: ",
-        ),
-        "mongo": (
-            ["--patch", "none", "--mongo", f"mongodb://127.0.0.1:{port}/?directConnection=true"],
-            f"PyMongo: could not connect to mongodb://127.0.0.1:{port}/?directConnection=true: ",
-        ),
-        "mysql, patch_all": (
-            ["--mysql", f"mysql://root@127.0.0.1:{port}/test"],
-            f"PyMySQL: could not connect to mysql://root@127.0.0.1:{port}/test: ",
-        ),
+        "mysql": case("--mysql", f"mysql://root@127.0.0.1:{port}/test", "PyMySQL"),
+        "postgres": case("--postgres", f"host=127.0.0.1 port={port} dbname=x user=u", "psycopg2"),
+        "redis": case("--redis", f"redis://127.0.0.1:{port}/0", "redis-py"),
+        "mongo": case("--mongo", f"mongodb://127.0.0.1:{port}/?directConnection=true", "PyMongo"),
+        "mysql, patch_all": case("--mysql", f"mysql://root@127.0.0.1:{port}/test", "PyMySQL", patch=()),
     }
     if services.port_open("127.0.0.1", 5432):
         cases["mysql at PostgreSQL's port"] = (
