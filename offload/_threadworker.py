@@ -51,7 +51,7 @@ class _WorkerLocal(native.local):
 _tls = _WorkerLocal()
 
 
-def _work(pool_ref, queue, idle, slots, max_idle, counters, pace, name, init):
+def _work(pool_ref, queue, parked, idle, slots, max_idle, counters, pace, name, init):
     """The body of one worker thread: serve the queue, then retire.
 
     Each thread runs a copy of this function named after the thread (see
@@ -61,7 +61,7 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace, name, init):
     ensure_hub()  # before anything else here: see offload/_core/hubs.py
     naming.register(name)
     try:
-        _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init)
+        _serve(pool_ref, queue, parked, idle, slots, max_idle, counters, pace, init)
     finally:
         naming.unregister()
 
@@ -80,7 +80,7 @@ def _initialize(pool_ref, init):
         return False
 
 
-def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
+def _serve(pool_ref, queue, parked, idle, slots, max_idle, counters, pace, init):
     if init is not None and not _initialize(pool_ref, init):
         pool = pool_ref()
         if pool is not None:
@@ -101,7 +101,7 @@ def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
                 run_callbacks()
 
     try:
-        serve(queue, idle, max_idle, counters, None, after_each, slots, idle_get(queue))
+        serve(queue, idle, max_idle, counters, None, after_each, slots, idle_get(queue, parked))
     finally:
         if run_callbacks is not None:
             run_callbacks()

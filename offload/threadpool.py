@@ -12,6 +12,7 @@ the calls they hold or have queued itself, up to ``OFFLOAD_EXIT_TIMEOUT``
 
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures.thread import BrokenThreadPool
 from contextvars import copy_context
@@ -33,7 +34,7 @@ from ._core.checks import (
     env_count,
     name_of,
 )
-from ._core.hubs import prepare
+from ._core.hubs import prepare, wake_parked
 from ._core.lifecycle import ForkRegistry
 from ._core.observe import logger
 from ._core.pace import Pace
@@ -162,6 +163,9 @@ class ThreadPool(PoolBase):
 
     def _reset(self):
         super()._reset()
+        # The watchers of idle workers waiting in their own hubs' loops
+        # (patched: see offload/_core/hubs.py idle_get); every put wakes one.
+        self._parked: deque = deque()
         self._slots = CrossThreadSemaphore(self._max_queue) if self._max_queue else None
         # The fast path of _put: open, not broken, no bounded queue, eager.
         open_ = not (self._is_shutdown or self._broken)
@@ -231,6 +235,8 @@ class ThreadPool(PoolBase):
             return self._put_checked(item)
         self._submitted += 1
         self._queue.put(item)
+        if self._parked:  # workers with hubs wait in their loops (patched): wake one
+            wake_parked(self._parked)
         if not self._plain:  # shutdown() or a failed initializer since the check above
             return self._after_put(item)
         # _wake_or_spawn, spelled out for an eager pool: every call passes here.
@@ -260,6 +266,8 @@ class ThreadPool(PoolBase):
                 raise RuntimeError(exiting.refusal())
         self._submitted += 1
         self._queue.put(item)
+        if self._parked:
+            wake_parked(self._parked)
         return self._after_put(item)
 
     def _after_put(self, item):
@@ -296,13 +304,22 @@ class ThreadPool(PoolBase):
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
         # callback stops the worker.
-        pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
+        pool_ref = weakref.ref(self, partial(_stop_one, queue, self._parked))
         prepare()  # see offload/_core/hubs.py
         exiting.worker_started(counters, queue)  # before it runs: the exit may come first
         try:
             native.start_new_thread(
                 naming.named(_work, thread_name),
-                (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace),
+                (
+                    pool_ref,
+                    queue,
+                    self._parked,
+                    self._idle,
+                    self._slots,
+                    self._max_workers,
+                    counters,
+                    self._pace,
+                ),
                 {"name": thread_name, "init": self._init},
             )
         except BaseException:
@@ -367,9 +384,18 @@ class ThreadPool(PoolBase):
         if cancel_futures:
             self._cancel_queued()
         for _ in range(workers):
-            self._queue.put(None)
+            _stop_one(self._queue, self._parked)
         if wait and workers and _tls.queue is not self._queue:
             self._stopped.result()
 
     def _live_counters(self):
         return self._workers, len(self._workers)
+
+
+def _stop_one(queue, parked, _collected=None):
+    """Queue a stop marker for one worker, and wake one if it waits in its loop.
+
+    Also the callback of a worker's weak reference to its pool (*_collected*).
+    """
+    queue.put(None)
+    wake_parked(parked)
