@@ -104,10 +104,11 @@ class Check:
         """A driver's error text, safe to print."""
         return scrub(str(error).strip(), self.target)
 
-    def unreachable(self, error: BaseException | str) -> Unreachable:
-        """The error for a server that could not be reached, with a hint when it went silent."""
+    def unreachable(self, error: BaseException | str, timed_out: bool = False) -> Unreachable:
+        """The error for a server that could not be reached, with a hint when it went silent
+        (*timed_out*, or the driver's text says so)."""
         text = self.scrub(error)
-        if "timed out" in text.lower() or "timeout" in text.lower():
+        if timed_out or "timed out" in text.lower() or "timeout" in text.lower():
             text += " (no answer within the doctor's timeouts: is it the right host and port?)"
         return Unreachable(f"{self.driver}: could not connect to {self.shown}: {text}")
 
