@@ -19,7 +19,7 @@ from gevent._hub_local import get_hub_if_exists
 
 from ._core import exiting, naming, native
 from ._core.checks import name_of
-from ._core.hubs import callbacks_runner, ensure_hub, idle_get
+from ._core.hubs import callbacks_runner, ensure_hub, forget_parker, idle_get
 from ._poolbase import serve
 
 
@@ -100,9 +100,12 @@ def _serve(pool_ref, queue, parked, idle, slots, max_idle, counters, pace, init)
             if run_callbacks is not None:
                 run_callbacks()
 
+    get = idle_get(queue, parked)
     try:
-        serve(queue, idle, max_idle, counters, None, after_each, slots, idle_get(queue, parked))
+        serve(queue, idle, max_idle, counters, None, after_each, slots, get)
     finally:
+        if get is not None:
+            forget_parker(get)
         if run_callbacks is not None:
             run_callbacks()
         exiting.worker_stopped(counters)

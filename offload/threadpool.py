@@ -235,8 +235,12 @@ class ThreadPool(PoolBase):
             return self._put_checked(item)
         self._submitted += 1
         self._queue.put(item)
-        if self._parked:  # workers with hubs wait in their loops (patched): wake one
-            wake_parked(self._parked)
+        parked = self._parked
+        if parked:  # workers with hubs sleep on locks of their own (patched): wake one
+            try:
+                parked.pop().lock.release()  # wake_parked, inline: every call passes here
+            except IndexError:
+                pass
         if not self._plain:  # shutdown() or a failed initializer since the check above
             return self._after_put(item)
         # _wake_or_spawn, spelled out for an eager pool: every call passes here.

@@ -90,7 +90,7 @@ print("after=", time.monotonic() - started)
 
 @pytest.mark.parametrize("idle", [0.05, 0.4])
 def test_an_idle_worker_runs_callbacks_sent_to_its_loop(idle):
-    # 0.05 s: the worker still ticks on its queue; 0.4 s: it has parked in its loop.
+    # Sent at once, or after the worker and the watch thread have been idle a while.
     snippet = IDLE_CALLBACK.replace("sys.argv[1]) if len(sys.argv) > 1 else 0.05", f"{idle})")
     out = modes.lines(modes.run("all", snippet, timeout=60))
     assert out["ran"] == "True"
@@ -102,9 +102,10 @@ import gc, resource, time
 import gevent
 import offload
 from offload._core import hubs, naming, native
-pause = hubs.IDLE_TICK * hubs.PARK_AFTER + 0.2  # long enough for every idle worker to park
+pause = 0.2  # long enough for every idle worker to park
 
-# Idle workers cost nothing once parked: no wake-ups, no CPU.
+# Idle workers cost next to nothing once parked: one watch thread wakes 50
+# times a second for all of them.
 pool = offload.ThreadPool(50)
 offload.wait([pool.submit(time.sleep, 0.05) for _ in range(50)])
 time.sleep(pause)
@@ -157,8 +158,9 @@ print("dropped=", before - len(naming.worker_threads()))
 def test_idle_workers_park_and_wake():
     out = modes.lines(modes.run("all", PARKED, timeout=120))
     assert out["parked"] == "50"
-    # Ticking, 50 idle workers woke about 3,300 times a second and took 7-9% of a core.
-    assert int(out["switches"]) < 100, out
+    # Each ticking on its own, 50 idle workers woke about 3,300 times a second
+    # and took 7-9% of a core; parked, the watch thread's 50 wake-ups and 0.6%.
+    assert int(out["switches"]) < 300, out
     assert float(out["cpu"]) < 0.02, out
     assert out["results"] == str(3 * 4 * 50 + 3 * 20)
     assert out["shutdown"] == "0"

@@ -37,13 +37,12 @@ from typing import Any
 import gevent
 import gevent.monkey
 from gevent._hub_local import get_hub_if_exists
-from greenlet import getcurrent
 
-from . import native
+from . import naming, native
 
 _get_native_id = gevent.monkey.get_original("_thread", "get_native_id")
 
-__all__ = ["callbacks_runner", "ensure_hub", "idle_get", "prepare", "wake_parked"]
+__all__ = ["callbacks_runner", "ensure_hub", "forget_parker", "idle_get", "prepare", "wake_parked"]
 
 _lock = native.allocate_lock()
 
@@ -103,10 +102,26 @@ def ensure_hub() -> None:
             gevent.get_hub()
 
 
-#: How often an idle worker with a hub runs its loop's callbacks (seconds),
-#: and after how many such ticks with no call it waits in its loop instead.
+#: How often idle workers with a hub have their loops looked at for
+#: callbacks (seconds), by one thread for all of them (:func:`_watch`).
 IDLE_TICK = 0.02
-PARK_AFTER = 5
+
+
+class _Parker:
+    """An idle worker with a hub: the lock it sleeps on, and its loop's callbacks."""
+
+    __slots__ = ("lock", "parked", "callbacks")
+
+    def __init__(self, parked, callbacks):
+        self.lock = native.allocate_lock()
+        self.lock.acquire()  # held: the worker's next acquire sleeps until a release
+        self.parked = parked  # its pool's deque of parked workers
+        self.callbacks = callbacks
+
+
+#: Every worker with a hub, for the watch thread; its own thread adds and removes it.
+_parkers: "set[_Parker]" = set()
+_watching = False
 
 
 def idle_get(queue, parked):
@@ -116,91 +131,108 @@ def idle_get(queue, parked):
     release in any other thread is delivered as a callback on that hub's
     loop.  A worker blocked on its queue runs no loop: a thread waiting on
     such a lock would wait until that worker ran another call, for ever if
-    none came.  So an idle worker with a hub takes calls with a short
-    timeout (``IDLE_TICK``) and runs its loop's pending callbacks between
-    tries; after ``PARK_AFTER`` tries with no call it parks instead: it
-    waits in its own loop, which runs such callbacks as they come, and
-    leaves an async watcher of that loop in *parked*, which the next put on
-    the queue pops and sends (:func:`wake_parked`).
+    none came.  So an idle worker with a hub sleeps on a lock of its own,
+    and leaves itself in *parked*: the next put on the queue pops it and
+    releases that lock (:func:`wake_parked`), and so does one watch thread
+    that looks at every parked worker's loop each ``IDLE_TICK`` and wakes
+    those with callbacks waiting, which they then run.
 
-    Why both: a wake-up through the loop costs the worker about 10 µs of
-    CPU more than one through the queue, which a busy worker would pay on
-    every call; and ticking for ever cost the GIL 50 times a second per
-    idle worker (2,500 for a pool of 50 connections, each taken from the
-    hub in the middle of its work).
+    Each worker used to take calls with a 20 ms timeout and run its
+    callbacks between tries: 50 idle ones took the GIL 2,500 times a second
+    (7-9% of a core, 3,300 context switches); now the watch thread's 50.
+    Waiting in the worker's own loop instead, woken by an async watcher,
+    cost each wake-up about 10 µs more than a lock does.
     """
     hub = get_hub_if_exists()
     if hub is None:
         return None
-    get, get_nowait = queue.get, queue.get_nowait
+    get_nowait, qsize = queue.get_nowait, queue.qsize
     Empty = native.Empty
     callbacks = hub.loop._callbacks
     sleep = gevent.sleep
-    me = getcurrent()
-    waiting = [False]
+    me = _Parker(parked, callbacks)
+    sleep_on = me.lock.acquire
+    _watch_for(me)
 
-    def woken():
-        # Sends also come while the worker runs a call (whose patched waits
-        # run this loop) or after it found a call by itself: those are spent
-        # here, and only a parked worker is switched to.
-        if waiting[0]:
-            waiting[0] = False
-            me.switch()
-
-    watcher = hub.loop.async_()
-    # Started for good, never stopped: a putter may still send to it after
-    # popping it (libuv fails a send to a stopped watcher).
-    watcher.start(woken)
-    to_loop = hub.switch
-
-    def get_running_callbacks():
-        for _ in range(PARK_AFTER):
-            try:
-                return get(True, IDLE_TICK)
-            except Empty:
-                # Only a pass with callbacks to run: most ticks find none,
-                # and a pass for nothing costs the GIL and a loop iteration.
+    def get_parked():
+        while True:
+            # Parked first, then a look: a put after the look finds this worker
+            # parked, one before it left a call to find.
+            parked.append(me)
+            if not qsize():
+                # Until a put or the watch thread pops this worker and releases:
+                # whoever pops it releases once, so the lock is released only while held.
+                sleep_on()
                 if len(callbacks):
                     sleep(0)  # one pass of this thread's loop: its callbacks run
-        while True:
-            parked.append(watcher)
+                continue
+            if not _unpark(me):
+                # Popped meanwhile: take the release on its way now, so that two
+                # are never due; the call that popped it may need another worker.
+                sleep_on()
+                if qsize() > 1:
+                    wake_parked(parked)
             try:
-                # A put since the tries above found nobody parked: look again.
-                item = get_nowait()
-            except Empty:
-                waiting[0] = True
-                try:
-                    to_loop()  # back when a put sends to the watcher (woken)
-                finally:
-                    waiting[0] = False  # whatever came back: no later send may switch here
-                _unpark(parked, watcher)  # in case the send was an old one
-                try:
-                    return get_nowait()
-                except Empty:  # another worker took it first
-                    continue
-            if not _unpark(parked, watcher) and queue.qsize():
-                # A putter popped this watcher for its call, but this worker took another: wake the next.
-                wake_parked(parked)
-            return item
+                return get_nowait()
+            except Empty:  # another worker took it first
+                continue
 
-    return get_running_callbacks
+    get_parked.parker = me  # type: ignore[attr-defined]
+    return get_parked
 
 
-def _unpark(parked, watcher) -> bool:
+def _unpark(parker) -> bool:
     try:
-        parked.remove(watcher)
+        parker.parked.remove(parker)
         return True
-    except ValueError:  # popped by a putter, whose send is on its way
+    except ValueError:  # popped by a putter (or the watch thread), whose release is on its way
         return False
 
 
 def wake_parked(parked) -> None:
     """Wake one worker parked by :func:`idle_get` (any thread), if one is."""
     try:
-        watcher = parked.pop()
+        parker = parked.pop()
     except IndexError:
         return
-    watcher.send()
+    parker.lock.release()
+
+
+def forget_parker(get) -> None:
+    """The worker that took calls with *get* (from :func:`idle_get`) stops:
+    the watch thread no longer looks at it."""
+    with _lock:
+        _parkers.discard(get.parker)
+
+
+def _watch_for(parker):
+    global _watching
+    with _lock:
+        _parkers.add(parker)
+        if not _watching:
+            _watching = True
+            native.start_new_thread(naming.named(_watch, "offload-watch"), ())
+
+
+def _watch():
+    """The watch thread: wake the parked workers whose loops have callbacks to run.
+
+    A plain thread with no hub, touching no gevent object: it reads each
+    loop's callback queue and releases native locks.  It ends when no
+    worker with a hub is left.
+    """
+    global _watching
+    naming.set_os_name("offload-watch")
+    while True:
+        native.sleep(IDLE_TICK)
+        with _lock:
+            if not _parkers:
+                _watching = False
+                return
+            parkers = list(_parkers)
+        for parker in parkers:
+            if len(parker.callbacks) and _unpark(parker):
+                parker.lock.release()
 
 
 def callbacks_runner():
@@ -226,8 +258,10 @@ def callbacks_runner():
 
 
 def _after_fork_in_child():
-    global _lock
+    global _lock, _watching
     _lock = native.allocate_lock()  # a worker may have held it: workers are gone
+    _parkers.clear()  # and so is the watch thread
+    _watching = False
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
