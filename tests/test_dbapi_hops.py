@@ -96,3 +96,62 @@ def test_pymysql_execute_brings_the_rows():
         unbuffered.close()
     finally:
         conn.close()
+
+
+def _mysqlclient_session(MySQLdb, connect, table):
+    """One sequence of calls on a mysqlclient connection; everything the caller saw."""
+    conn = connect()
+    seen = []
+    try:
+        cur = conn.cursor()
+        cur.execute(f"CREATE TEMPORARY TABLE {table} (id INT AUTO_INCREMENT PRIMARY KEY, x INT)")
+        seen.append(cur.execute(f"INSERT INTO {table} (x) VALUES (10), (20), (30)"))
+        seen += [cur.lastrowid, cur.rowcount]
+        seen.append(cur.execute(f"SELECT x FROM {table} ORDER BY id"))
+        seen += [cur.rowcount, [d[0] for d in cur.description], cur.rownumber]
+        seen += [cur.fetchone(), cur.rownumber, cur.fetchmany(1), cur.rownumber]
+        cur.scroll(-2)  # relative to what the caller has seen
+        seen += [cur.fetchall(), cur.fetchall(), cur.fetchone(), cur.rownumber]
+        cur.scroll(1, "absolute")
+        seen.append(cur.fetchone())
+        seen.append(cur.execute(f"UPDATE {table} SET x = x + 1"))
+        seen += [cur.description, cur.fetchall()]  # no result set: MySQLdb gives ()
+        dicts = conn.cursor(MySQLdb.cursors.DictCursor)
+        dicts.execute(f"SELECT id, x FROM {table} WHERE id = 2")
+        seen += [dicts.fetchall(), list(dicts)]
+        try:
+            cur.execute("SELECT * FROM no_such_table_for_dbapi_hops")
+        except MySQLdb.ProgrammingError as exc:
+            seen.append(exc.args[0])
+        conn.rollback()
+    finally:
+        conn.close()
+    return seen
+
+
+def test_mysqlclient_execute_brings_the_rows_and_behaves_as_the_driver():
+    MySQLdb = pytest.importorskip("MySQLdb")  # mysqlclient: needs libmariadb-dev to build
+    args = dict(services.MYSQL)
+    args["passwd"], args["db"] = args.pop("password"), args.pop("database")
+    table = f"dbapi_hops_{uuid.uuid4().hex[:8]}"
+    try:
+        direct = _mysqlclient_session(MySQLdb, lambda: MySQLdb.connect(connect_timeout=3, **args), table)
+    except MySQLdb.OperationalError as exc:
+        services.unavailable(f"MariaDB: {exc}")
+    proxied = _mysqlclient_session(MySQLdb, lambda: db.connect(MySQLdb, connect_timeout=3, **args), table)
+    assert proxied == direct
+    conn = db.connect(MySQLdb, connect_timeout=3, **args)
+    try:
+        cur = conn.cursor()
+        before = _hops(conn)
+        cur.execute("SELECT 1 UNION SELECT 2 UNION SELECT 3")
+        assert cur.fetchone() == (1,) and cur.fetchall() == ((2,), (3,))
+        assert _hops(conn) - before == 1  # the execute; before: three
+        unbuffered = conn.cursor(MySQLdb.cursors.SSCursor)
+        unbuffered.execute("SELECT 4 UNION SELECT 5")
+        before = _hops(conn)
+        assert [row[0] for row in unbuffered] == [4, 5]  # fetched from the server as before
+        assert _hops(conn) - before == 2  # in the lane: the rows, then the end
+        unbuffered.close()
+    finally:
+        conn.close()

@@ -166,6 +166,39 @@ def test_pymysql_close_hops_only_when_a_result_set_follows():
         conn.close()
 
 
+def test_mysqlclient_cursor_is_made_here_and_close_hops():
+    MySQLdb = pytest.importorskip("MySQLdb")  # mysqlclient: needs libmariadb-dev to build
+    try:
+        conn = db.connect(MySQLdb, connect_timeout=3, **_mysqldb_args())
+    except MySQLdb.OperationalError as exc:
+        services.unavailable(f"MariaDB: {exc}")
+    try:
+        before = _hops(conn)
+        cur = conn.cursor()  # BaseCursor.__init__: fields only
+        assert _hops(conn) == before
+        cur.execute("SELECT 1")
+        assert cur.fetchall() == ((1,),)
+        assert _hops(conn) - before == 1  # the rows came back with the execute
+        cur.close()  # asks the C library for further results: in the lane
+        conn.rollback()  # mysql_rollback always sends
+        assert _hops(conn) - before == 3
+        dict_cursor = conn.cursor(MySQLdb.cursors.DictCursor)  # a driver class: made here too
+        assert _hops(conn) - before == 3
+        dict_cursor.execute("SELECT 2 AS two")
+        assert dict_cursor.fetchall() == ({"two": 2},)
+        dict_cursor.close()
+    finally:
+        conn.close()
+
+
+def _mysqldb_args():
+    # mysqlclient spells two of PyMySQL's arguments its own way.
+    args = dict(services.MYSQL)
+    args["passwd"] = args.pop("password")
+    args["db"] = args.pop("database")
+    return args
+
+
 def test_sqlite3_calls_all_hop():
     conn = db.connect(sqlite3, ":memory:")  # its objects refuse any other thread
     try:

@@ -96,8 +96,8 @@ class Cursor(SessionProxy):
 
         Where the driver holds the whole result once ``execute`` returns
         (psycopg2's and psycopg's client-side cursors, PyMySQL's buffered
-        ones), the rows come back in the same hop and the fetches that follow
-        take them without one.
+        ones, mysqlclient's store-result ones), the rows come back in the
+        same hop and the fetches that follow take them without one.
         """
         fn = self._offload_obj.execute
         args = (self._offload_rows, self._offload_buffered, fn, operation) + args
@@ -273,6 +273,10 @@ def _buffers_on_execute(raw, kind):
         import pymysql.cursors
 
         return not isinstance(raw, pymysql.cursors.SSCursor)  # the unbuffered kind
+    if kind == "MySQLdb":
+        import MySQLdb.cursors
+
+        return isinstance(raw, MySQLdb.cursors.CursorStoreResultMixIn)  # mysql_store_result: all in memory
     return False  # sqlite3 computes rows as they are stepped: reading ahead would do work early
 
 
