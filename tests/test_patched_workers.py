@@ -152,6 +152,25 @@ deadline = time.monotonic() + 10
 while len(naming.worker_threads()) > before - 3 and time.monotonic() < deadline:
     time.sleep(0.05)
 print("dropped=", before - len(naming.worker_threads()))
+
+# With no worker with a hub left, the watch thread ends too.
+def watching():
+    import os
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return names.count("offload-watch")
+print("watch_before=", watching())
+pool.shutdown(wait=True)
+bounded.shutdown(wait=True)
+deadline = time.monotonic() + 10
+while watching() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("watch_after=", watching())
 """
 
 
@@ -165,6 +184,7 @@ def test_idle_workers_park_and_wake():
     assert out["results"] == str(3 * 4 * 50 + 3 * 20)
     assert out["shutdown"] == "0"
     assert out["dropped"] == "3"
+    assert (out["watch_before"], out["watch_after"]) == ("1", "0")
 
 
 WORKER_HUBS_FIRST = r"""
