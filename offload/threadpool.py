@@ -163,8 +163,8 @@ class ThreadPool(PoolBase):
 
     def _reset(self):
         super()._reset()
-        # The watchers of idle workers waiting in their own hubs' loops
-        # (patched: see offload/_core/hubs.py idle_get); every put wakes one.
+        # Idle workers with a hub (patched), each asleep on a lock of its own
+        # (see offload/_core/hubs.py idle_get); every put wakes one.
         self._parked: deque = deque()
         self._slots = CrossThreadSemaphore(self._max_queue) if self._max_queue else None
         # The fast path of _put: open, not broken, no bounded queue, eager.
@@ -397,7 +397,7 @@ class ThreadPool(PoolBase):
 
 
 def _stop_one(queue, parked, _collected=None):
-    """Queue a stop marker for one worker, and wake one if it waits in its loop.
+    """Queue a stop marker for one worker, and wake one if one sleeps parked.
 
     Also the callback of a worker's weak reference to its pool (*_collected*).
     """
