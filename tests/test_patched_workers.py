@@ -103,6 +103,7 @@ import gevent
 import offload
 from offload._core import hubs, naming, native
 pause = 0.2  # long enough for every idle worker to park
+hubs.RECHECK = 120  # no safety net here: a lost wake-up hangs this snippet
 
 # Idle workers cost next to nothing once parked: one watch thread wakes 50
 # times a second for all of them, and each worker once a second.
@@ -172,6 +173,28 @@ while watching() and time.monotonic() < deadline:
     time.sleep(0.05)
 print("watch_after=", watching())
 """
+
+
+RECHECKED = r"""
+import collections, time
+import offload
+pool = offload.ThreadPool(1)
+pool.call(int)
+time.sleep(0.2)  # parked
+# A lost wake-up: puts look for parked workers where the worker is not.
+pool._parked = collections.deque()
+started = time.monotonic()
+future = pool.submit(int, "7")
+print("value=", future.result(timeout=10))
+print("after=", time.monotonic() - started)
+"""
+
+
+def test_a_parked_worker_not_woken_looks_at_its_queue_after_recheck():
+    out = modes.lines(modes.run("all", RECHECKED, timeout=60))
+    assert out["value"] == "7"
+    # RECHECK is 1 s; the bound leaves room for a loaded machine.
+    assert 0.5 < float(out["after"]) < 5, out
 
 
 def test_idle_workers_park_and_wake():
