@@ -176,7 +176,8 @@ print("watch_after=", watching())
 
 
 RECHECKED = r"""
-import collections, time
+import collections, logging, sys, time
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="log=%(message)s")
 import offload
 pool = offload.ThreadPool(1)
 pool.call(int)
@@ -191,8 +192,10 @@ print("after=", time.monotonic() - started)
 
 
 def test_a_parked_worker_not_woken_looks_at_its_queue_after_recheck():
-    out = modes.lines(modes.run("all", RECHECKED, timeout=60))
+    output = modes.run("all", RECHECKED, timeout=60)
+    out = modes.lines(output)
     assert out["value"] == "7"
+    assert "log=a parked worker found calls queued after 1.0 s asleep" in output, output
     # RECHECK is 1 s; the bound leaves room for a loaded machine.
     assert 0.5 < float(out["after"]) < 5, out
 

@@ -32,6 +32,7 @@ libuv aborted).  Made first, the loop is only looked up afterwards.
 
 import os
 import sys
+from logging import DEBUG
 from typing import Any
 
 import gevent
@@ -39,6 +40,7 @@ import gevent.monkey
 from gevent._hub_local import get_hub_if_exists
 
 from . import naming, native
+from .observe import logger
 
 _get_native_id = gevent.monkey.get_original("_thread", "get_native_id")
 
@@ -167,8 +169,12 @@ def idle_get(queue, parked):
             if not qsize():
                 # Until a put or the watch thread pops this worker and releases:
                 # whoever pops it releases once, so the lock is released only while held.
-                if not sleep_on(True, RECHECK) and not _unpark(me):
-                    sleep_on()  # popped as the wait ran out: take the release on its way
+                if not sleep_on(True, RECHECK):
+                    if not _unpark(me):
+                        sleep_on()  # popped as the wait ran out: take the release on its way
+                    elif qsize() and logger.isEnabledFor(DEBUG):
+                        # A wake-up lost (a bug), or a put whose pop comes right after.
+                        logger.debug("a parked worker found calls queued after %s s asleep", RECHECK)
                 if len(callbacks):
                     sleep(0)  # one pass of this thread's loop: its callbacks run
                 continue
