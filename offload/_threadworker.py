@@ -8,6 +8,7 @@ adaptive pace, its name (:mod:`offload._core.naming`) -- and the
 thread-local that tells a worker's own calls from others.
 """
 
+import warnings
 from collections.abc import Callable
 from concurrent import futures
 from contextvars import Context
@@ -19,7 +20,7 @@ from gevent._hub_local import get_hub_if_exists
 
 from ._core import exiting, naming, native
 from ._core.checks import name_of
-from ._core.hubs import callbacks_runner, ensure_hub, forget_parker, idle_get
+from ._core.hubs import callbacks_runner, ensure_hub, forget_parker, idle_get, wake_parked
 from ._poolbase import serve
 
 
@@ -129,3 +130,27 @@ def _unmonitor():
     hub = get_hub_if_exists()
     if hub is not None and hub.periodic_monitoring_thread is not None:
         hub.periodic_monitoring_thread.ignore_current_greenlet_blocking()
+
+
+def in_worker_thread() -> bool:
+    """Whether the calling thread is a worker of an offload :class:`ThreadPool`."""
+    return _tls.queue is not None
+
+
+def in_worker() -> bool:
+    """Deprecated alias of :func:`in_worker_thread`."""
+    warnings.warn(
+        "offload.threadpool.in_worker is deprecated since offload 0.2.0; use in_worker_thread instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return in_worker_thread()
+
+
+def _stop_one(queue, parked, _collected=None):
+    """Queue a stop marker for one worker, and wake one if one sleeps parked.
+
+    Also the callback of a worker's weak reference to its pool (*_collected*).
+    """
+    queue.put(None)
+    wake_parked(parked)

@@ -10,7 +10,6 @@ the calls they hold or have queued itself, up to ``OFFLOAD_EXIT_TIMEOUT``
 (:mod:`offload._core.exiting`).
 """
 
-import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -40,7 +39,7 @@ from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
 from ._poolbase import Counters, PoolBase
-from ._threadworker import _in_chain, _new_work, _tls, _work
+from ._threadworker import _in_chain, _new_work, _stop_one, _tls, _work, in_worker_thread
 
 __all__ = ["BrokenThreadPool", "ThreadPool", "default_size", "in_worker_thread", "worker_threads"]
 
@@ -65,21 +64,6 @@ def default_size() -> int:
     ``OFFLOAD_THREADS`` from the environment if set, else 10.
     """
     return env_count("OFFLOAD_THREADS", _DEFAULT_SIZE)
-
-
-def in_worker_thread() -> bool:
-    """Whether the calling thread is a worker of an offload :class:`ThreadPool`."""
-    return _tls.queue is not None
-
-
-def in_worker() -> bool:
-    """Deprecated alias of :func:`in_worker_thread`."""
-    warnings.warn(
-        "offload.threadpool.in_worker is deprecated since offload 0.2.0; use in_worker_thread instead",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return in_worker_thread()
 
 
 class ThreadPool(PoolBase):
@@ -394,12 +378,3 @@ class ThreadPool(PoolBase):
 
     def _live_counters(self):
         return self._workers, len(self._workers)
-
-
-def _stop_one(queue, parked, _collected=None):
-    """Queue a stop marker for one worker, and wake one if one sleeps parked.
-
-    Also the callback of a worker's weak reference to its pool (*_collected*).
-    """
-    queue.put(None)
-    wake_parked(parked)
