@@ -216,7 +216,7 @@ class Cursor(SessionProxy):
             session = getattribute(self, "_offload_session")
             if not getattribute(self, "_offload_closed") and not session.closed:
                 raw = getattribute(self, "_offload_obj")
-                if not (session.pending or session.forked) and session.quiet.close(raw):
+                if not session.forked and session.here() and session.quiet.close(raw):
                     raw.close()
                 else:
                     session.submit(raw.close)
