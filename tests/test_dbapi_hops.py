@@ -131,8 +131,7 @@ def _mysqlclient_session(MySQLdb, connect, table):
 
 def test_mysqlclient_execute_brings_the_rows_and_behaves_as_the_driver():
     MySQLdb = pytest.importorskip("MySQLdb")  # mysqlclient: needs libmariadb-dev to build
-    args = dict(services.MYSQL)
-    args["passwd"], args["db"] = args.pop("password"), args.pop("database")
+    args = services.MYSQL
     table = f"dbapi_hops_{uuid.uuid4().hex[:8]}"
     try:
         direct = _mysqlclient_session(MySQLdb, lambda: MySQLdb.connect(connect_timeout=3, **args), table)

@@ -169,7 +169,7 @@ def test_pymysql_close_hops_only_when_a_result_set_follows():
 def test_mysqlclient_cursor_is_made_here_and_close_hops():
     MySQLdb = pytest.importorskip("MySQLdb")  # mysqlclient: needs libmariadb-dev to build
     try:
-        conn = db.connect(MySQLdb, connect_timeout=3, **_mysqldb_args())
+        conn = db.connect(MySQLdb, connect_timeout=3, **services.MYSQL)
     except MySQLdb.OperationalError as exc:
         services.unavailable(f"MariaDB: {exc}")
     try:
@@ -189,14 +189,6 @@ def test_mysqlclient_cursor_is_made_here_and_close_hops():
         dict_cursor.close()
     finally:
         conn.close()
-
-
-def _mysqldb_args():
-    # mysqlclient spells two of PyMySQL's arguments its own way.
-    args = dict(services.MYSQL)
-    args["passwd"] = args.pop("password")
-    args["db"] = args.pop("database")
-    return args
 
 
 def test_sqlite3_calls_all_hop():
