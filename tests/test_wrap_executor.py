@@ -225,8 +225,9 @@ def test_stats_over_a_process_pool_executor_count_each_outcome(tmp_path):
     try:
         during = _mixed_calls(facade, tmp_path)
         # The executor marks a call running as it hands it to its processes'
-        # queue: the busy one, and the next behind it.
-        assert during["submitted"] == 8 and during["active"] in (1, 2)
+        # call queue (max_workers + EXTRA_QUEUED_CALLS = 2 deep): the one the
+        # process runs, and up to two behind it.
+        assert during["submitted"] == 8 and during["active"] in (1, 2, 3)
         assert during["active"] + during["queued"] == 8
         stats = facade.stats()
         assert {key: stats[key] for key in EXPECTED} == EXPECTED
