@@ -168,8 +168,9 @@ def render(report: dict) -> str:
         lines.append(f"  [{f['status']}] {f['check']}: {f['detail']}")
         if f["advice"]:
             lines.append(f"      advice: {f['advice']}")
-    lines += ["", f"a call blocks the hub when a {THRESHOLD * 1000:.0f} ms heartbeat is later than that;"]
-    lines.append(f"each slow call keeps the server busy {SLEEP * 1000:.0f} ms.")
+    lines += ["", "a call blocks the hub when a heartbeat comes later than half the call's time"]
+    least, busy = THRESHOLD * 1000, SLEEP * 1000
+    lines.append(f"(and at least {least:.0f} ms late); each slow call keeps the server busy {busy:.0f} ms.")
     return "\n".join(lines)
 
 
