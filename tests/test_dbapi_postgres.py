@@ -237,3 +237,4 @@ def test_example_app_serves_while_a_query_sleeps(dsn):
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()
