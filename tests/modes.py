@@ -5,6 +5,7 @@ its own subprocess, never in the pytest process.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -29,25 +30,44 @@ def run(mode, snippet, timeout=120, env=None):
 
 
 def run_full(mode, snippet, timeout=120, env=None):
-    """Like :func:`run`, but return ``(stdout, stderr)``."""
+    """Like :func:`run`, but return ``(stdout, stderr)``.
+
+    A child that hangs is sent SIGABRT at *timeout*: with faulthandler on
+    (``PYTHONFAULTHANDLER``) it prints every thread's stack before it dies,
+    and the failure shows where each one waited.
+    """
     code = PATCHES[mode] + "\n" + textwrap.dedent(snippet)
-    full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.path.join(ROOT, "tests"))
+    path = ROOT + os.pathsep + os.path.join(ROOT, "tests")
+    full_env = dict(os.environ, PYTHONPATH=path, PYTHONFAULTHANDLER="1")
     if env:
         full_env.update(env)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=full_env,
-            cwd=ROOT,
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+    ) as proc:
+        hung = False
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            hung = True
+            proc.send_signal(signal.SIGABRT)
+            try:
+                stdout, stderr = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:  # stuck past the signal: no stacks, but no hang here
+                proc.kill()
+                stdout, stderr = proc.communicate()
+    if hung:
+        pytest.fail(
+            f"mode {mode!r}: snippet did not finish in {timeout}s\nstdout:\n{stdout}\n"
+            f"stderr (with every thread's stack):\n{stderr}"
         )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"mode {mode!r}: snippet did not finish in {timeout}s\nstderr:\n{exc.stderr}")
     if proc.returncode != 0:
-        pytest.fail(f"mode {mode!r}: exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc.stdout, proc.stderr
+        pytest.fail(f"mode {mode!r}: exit {proc.returncode}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    return stdout, stderr
 
 
 def lines(output):
