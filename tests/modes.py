@@ -54,12 +54,16 @@ def run_full(mode, snippet, timeout=120, env=None):
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             hung = True
-            proc.send_signal(signal.SIGABRT)
-            try:
-                stdout, stderr = proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:  # stuck past the signal: no stacks, but no hang here
-                proc.kill()
-                stdout, stderr = proc.communicate()
+            stdout, stderr = _stacks_then_kill(proc)
+        except BaseException:
+            # pytest's own timeout (or ^C) while the child runs: Popen's exit
+            # would wait for it for ever.  Its stacks go to the test's stderr.
+            stdout, stderr = _stacks_then_kill(proc)
+            print(
+                f"mode {mode!r}: the snippet was stopped\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                file=sys.stderr,
+            )
+            raise
     if hung:
         pytest.fail(
             f"mode {mode!r}: snippet did not finish in {timeout}s\nstdout:\n{stdout}\n"
@@ -68,6 +72,16 @@ def run_full(mode, snippet, timeout=120, env=None):
     if proc.returncode != 0:
         pytest.fail(f"mode {mode!r}: exit {proc.returncode}\nstdout:\n{stdout}\nstderr:\n{stderr}")
     return stdout, stderr
+
+
+def _stacks_then_kill(proc):
+    """SIGABRT *proc* (faulthandler prints every thread's stack), then make sure it is gone."""
+    proc.send_signal(signal.SIGABRT)
+    try:
+        return proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:  # stuck past the signal: no stacks, but no hang here
+        proc.kill()
+        return proc.communicate()
 
 
 def lines(output):
