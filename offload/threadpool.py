@@ -282,6 +282,7 @@ class ThreadPool(PoolBase):
         # callback stops the worker.
         pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
         prepare()  # see offload/_core/hubs.py
+        naming.prepare()  # so that the worker imports nothing as it starts
         exiting.worker_started(counters, queue)  # before it runs: the exit may come first
         try:
             native.start_new_thread(

@@ -52,6 +52,37 @@ def test_eight_first_hubs_at_once():
         assert out["done"] == "8"
 
 
+NO_IMPORT_AT_START = r"""
+import sys
+from offload._core import native, naming
+seen = []  # (thread ident, module) of every import that had to find its module
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        seen.append((native.get_ident(), name))
+        return None
+sys.meta_path.insert(0, Watch())
+import gevent
+import offload
+assert "ctypes" not in sys.modules  # the module a starting worker used to import
+pool = offload.ThreadPool(3)
+gevent.joinall([gevent.spawn(pool.call, native.sleep, 0.01) for _ in range(9)])
+workers = set(naming.worker_threads())
+print("workers=", len(workers))
+print("imports_in_workers=", sorted({name for ident, name in seen if ident in workers}))
+"""
+
+
+def test_a_starting_worker_imports_nothing():
+    # Under patch_all() an import in a worker takes importlib's module lock, a
+    # gevent lock there: two workers starting at once, both importing ctypes
+    # to name themselves, left one waiting on it for good (the patched stress
+    # test hung so about 1 run in 70 under load).  The thread starting them
+    # looks up what they need.
+    out = modes.lines(modes.run("all", NO_IMPORT_AT_START, timeout=60))
+    assert out["workers"] == "3"
+    assert out["imports_in_workers"] == "[]"
+
+
 MAIN_AND_WORKER_HUBS = r"""
 import gevent
 import offload

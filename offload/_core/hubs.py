@@ -8,14 +8,19 @@ constructor imports again (gevent's config resolves names lazily) and takes
 further module locks.  Two hubless threads doing this at once -- two workers
 calling a patched ``time.sleep`` or taking a patched lock for the first time
 -- each hold a module lock the other waits for: the process hangs (gevent's
-own ThreadPool hangs the same way).  A thread that already has a hub only
-cycles its loop when an import lock is busy, which is harmless.
+own ThreadPool hangs the same way).  A thread that already has a hub waits
+on its loop when an import lock is busy, and that too can hang for good:
+a worker that found the lock of ``ctypes`` taken by another one starting
+at the same moment was never woken (see :func:`offload._core.naming.prepare`).
 
 So before a worker runs any call, :func:`ensure_hub` gives it its hub,
 under a real lock so that no two threads build one at the same time, and
 the thread starting a worker first resolves gevent's settings
-(:func:`prepare`), so that no hub's constructor imports anything.
-Unpatched, it does nothing: no thread pays for a loop it does not use.
+(:func:`prepare`), so that no hub's constructor imports anything, and what
+the worker needs to name itself.  Unpatched, it does nothing: no thread
+pays for a loop it does not use.  (A call that imports a module for the
+first time still takes the lock in its worker: import what calls need
+before offloading them, under patching.)
 
 Under gevent's libuv loop, patched in any way, :func:`prepare` also makes
 libuv's default loop -- the one the main thread's hub runs -- before the

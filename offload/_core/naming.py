@@ -21,7 +21,7 @@ from typing import Any
 
 from . import native
 
-__all__ = ["named", "register", "set_os_name", "unregister", "worker_threads"]
+__all__ = ["named", "prepare", "register", "set_os_name", "unregister", "worker_threads"]
 
 _PR_SET_NAME = 15
 _threads: dict[int, str] = {}  # ident -> name; dict item writes are atomic
@@ -38,9 +38,36 @@ def named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     return FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)  # type: ignore[attr-defined]
 
 
-def set_os_name(name: str) -> None:
-    """Name the calling thread in the OS (best effort; truncated to 15 bytes)."""
+def prepare() -> None:
+    """Look up ``prctl`` now, in the thread that starts a worker, not in the worker.
+
+    The worker names itself first thing.  Under :func:`gevent.monkey.patch_all`
+    an ``import`` in a new worker takes :mod:`importlib`'s module lock, a
+    gevent lock there, and two workers starting at once, both importing
+    :mod:`ctypes`, left one waiting on that lock for good, hub or no hub
+    (1 run in about 70 of the patched stress test under load: the worker
+    never took a call, and the pool's ``shutdown(wait=True)`` never
+    returned).  Made before the first worker starts, no worker imports.
+    """
     global _prctl
+    if _prctl is not None or getattr(_thread, "set_name", None) is not None:
+        return
+    if not sys.platform.startswith("linux"):  # pragma: no cover
+        _prctl = False
+        return
+    import ctypes  # here: most programs never start a worker thread
+
+    try:
+        # The process's own symbols, libc's among them (find_library would
+        # run ldconfig in a subprocess).
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - no prctl to call
+        _prctl = False
+
+
+def set_os_name(name: str) -> None:
+    """Name the calling thread in the OS (best effort; truncated to 15 bytes),
+    once :func:`prepare` has run in some thread."""
     set_name = getattr(_thread, "set_name", None)
     if set_name is not None:  # pragma: no cover - Python 3.14+
         try:
@@ -48,17 +75,6 @@ def set_os_name(name: str) -> None:
         except (OSError, ValueError):
             pass
         return
-    if not sys.platform.startswith("linux"):  # pragma: no cover
-        return
-    if _prctl is None:
-        import ctypes  # here: most programs never start a worker thread
-
-        try:
-            # The process's own symbols, libc's among them (find_library would
-            # run ldconfig in a subprocess, from a worker thread).
-            _prctl = ctypes.CDLL(None, use_errno=True).prctl
-        except (OSError, AttributeError):  # pragma: no cover - no prctl to call
-            _prctl = False
     if _prctl:
         _prctl(_PR_SET_NAME, name.encode("utf-8", "replace")[:15], 0, 0, 0)
 
