@@ -20,7 +20,7 @@ from gevent._hub_local import get_hub_if_exists
 
 from ._core import exiting, naming, native
 from ._core.checks import name_of
-from ._core.hubs import callbacks_runner, ensure_hub, idle_get
+from ._core.hubs import callbacks_runner, ensure_hub, forget_parker, idle_get, wake_parked
 from ._poolbase import serve
 
 
@@ -52,7 +52,7 @@ class _WorkerLocal(native.local):
 _tls = _WorkerLocal()
 
 
-def _work(pool_ref, queue, idle, slots, max_idle, counters, pace, name, init):
+def _work(pool_ref, queue, parked, idle, slots, max_idle, counters, pace, name, init):
     """The body of one worker thread: serve the queue, then retire.
 
     Each thread runs a copy of this function named after the thread (see
@@ -62,7 +62,7 @@ def _work(pool_ref, queue, idle, slots, max_idle, counters, pace, name, init):
     ensure_hub()  # before anything else here: see offload/_core/hubs.py
     naming.register(name)
     try:
-        _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init)
+        _serve(pool_ref, queue, parked, idle, slots, max_idle, counters, pace, init)
     finally:
         naming.unregister()
 
@@ -81,7 +81,7 @@ def _initialize(pool_ref, init):
         return False
 
 
-def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
+def _serve(pool_ref, queue, parked, idle, slots, max_idle, counters, pace, init):
     if init is not None and not _initialize(pool_ref, init):
         pool = pool_ref()
         if pool is not None:
@@ -101,9 +101,12 @@ def _serve(pool_ref, queue, idle, slots, max_idle, counters, pace, init):
             if run_callbacks is not None:
                 run_callbacks()
 
+    get = idle_get(queue, parked)
     try:
-        serve(queue, idle, max_idle, counters, None, after_each, slots, idle_get(queue))
+        serve(queue, idle, max_idle, counters, None, after_each, slots, get)
     finally:
+        if get is not None:
+            forget_parker(get)
         if run_callbacks is not None:
             run_callbacks()
         exiting.worker_stopped(counters)
@@ -142,3 +145,12 @@ def in_worker() -> bool:
         stacklevel=2,
     )
     return in_worker_thread()
+
+
+def _stop_one(queue, parked, _collected=None):
+    """Queue a stop marker for one worker, and wake one if one sleeps parked.
+
+    Also the callback of a worker's weak reference to its pool (*_collected*).
+    """
+    queue.put(None)
+    wake_parked(parked)

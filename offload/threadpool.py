@@ -11,6 +11,7 @@ the calls they hold or have queued itself, up to ``OFFLOAD_EXIT_TIMEOUT``
 """
 
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures.thread import BrokenThreadPool
 from contextvars import copy_context
@@ -32,13 +33,13 @@ from ._core.checks import (
     env_count,
     name_of,
 )
-from ._core.hubs import prepare
+from ._core.hubs import prepare, wake_parked
 from ._core.lifecycle import ForkRegistry
 from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
 from ._poolbase import Counters, PoolBase
-from ._threadworker import _in_chain, _new_work, _tls, _work, in_worker_thread
+from ._threadworker import _in_chain, _new_work, _stop_one, _tls, _work, in_worker_thread
 
 __all__ = ["BrokenThreadPool", "ThreadPool", "default_size", "in_worker_thread", "worker_threads"]
 
@@ -146,6 +147,9 @@ class ThreadPool(PoolBase):
 
     def _reset(self):
         super()._reset()
+        # Idle workers with a hub (patched), each asleep on a lock of its own
+        # (see offload/_core/hubs.py idle_get); every put wakes one.
+        self._parked: deque = deque()
         self._slots = CrossThreadSemaphore(self._max_queue) if self._max_queue else None
         # The fast path of _put: open, not broken, no bounded queue, eager.
         open_ = not (self._is_shutdown or self._broken)
@@ -215,6 +219,12 @@ class ThreadPool(PoolBase):
             return self._put_checked(item)
         self._submitted += 1
         self._queue.put(item)
+        parked = self._parked
+        if parked:  # workers with hubs sleep on locks of their own (patched): wake one
+            try:
+                parked.pop().lock.release()  # wake_parked, inline: every call passes here
+            except IndexError:
+                pass
         if not self._plain:  # shutdown() or a failed initializer since the check above
             return self._after_put(item)
         # _wake_or_spawn, spelled out for an eager pool: every call passes here.
@@ -244,6 +254,8 @@ class ThreadPool(PoolBase):
                 raise RuntimeError(exiting.refusal())
         self._submitted += 1
         self._queue.put(item)
+        if self._parked:
+            wake_parked(self._parked)
         return self._after_put(item)
 
     def _after_put(self, item):
@@ -280,14 +292,23 @@ class ThreadPool(PoolBase):
         # The worker holds the pool only weakly, as the standard library's
         # does: a pool dropped without shutdown() is collected, and this
         # callback stops the worker.
-        pool_ref = weakref.ref(self, lambda _, queue=queue: queue.put(None))  # type: ignore[misc]
+        pool_ref = weakref.ref(self, partial(_stop_one, queue, self._parked))
         prepare()  # see offload/_core/hubs.py
         naming.prepare()  # so that the worker imports nothing as it starts
         exiting.worker_started(counters, queue)  # before it runs: the exit may come first
         try:
             native.start_new_thread(
                 naming.named(_work, thread_name),
-                (pool_ref, queue, self._idle, self._slots, self._max_workers, counters, self._pace),
+                (
+                    pool_ref,
+                    queue,
+                    self._parked,
+                    self._idle,
+                    self._slots,
+                    self._max_workers,
+                    counters,
+                    self._pace,
+                ),
                 {"name": thread_name, "init": self._init},
             )
         except BaseException:
@@ -352,7 +373,7 @@ class ThreadPool(PoolBase):
         if cancel_futures:
             self._cancel_queued()
         for _ in range(workers):
-            self._queue.put(None)
+            _stop_one(self._queue, self._parked)
         if wait and workers and _tls.queue is not self._queue:
             self._stopped.result()
 
