@@ -252,7 +252,7 @@ def test_mongo_against_nx_27017_gives_a_row_that_says_why_nothing_was_measured(m
 def test_a_cooperative_call_on_a_busy_hub_is_not_judged_blocking():
     # A CI run once saw patched PyMySQL judged blocking: on a loaded machine
     # a heartbeat came more than 50 ms late during its 250 ms call.  Here the
-    # hub is held 80 ms once (CPU work in another greenlet) while the checked
+    # hub is held 75 ms once (CPU work in another greenlet) while the checked
     # call waits cooperatively; a call that blocks for all its time still counts.
     import gevent
 
@@ -261,7 +261,7 @@ def test_a_cooperative_call_on_a_busy_hub_is_not_judged_blocking():
 
     def busy_hub():
         gevent.sleep(0.05)
-        native.sleep(0.08)  # holds the hub, as other requests' CPU work would
+        native.sleep(0.075)  # holds the hub, as other requests' CPU work would
 
     def cooperative():
         hog = gevent.spawn(busy_hub)
@@ -270,5 +270,5 @@ def test_a_cooperative_call_on_a_busy_hub_is_not_judged_blocking():
 
     row = Check("demo", "demo", True, "why", "fix").measure(lambda: native.sleep(SLEEP), cooperative)
     assert row.blocks_directly is True and row.max_lag_direct >= SLEEP * 0.8
-    assert THRESHOLD < 0.07 < row.max_lag_offload < SLEEP / 2  # later than the old fixed line
+    assert THRESHOLD + 0.02 < row.max_lag_offload < SLEEP / 2  # past the old fixed line, short of the new
     assert row.advice == "blocks the hub (why): fix"
