@@ -150,8 +150,8 @@ def idle_get(queue, parked):
 
     Each worker used to take calls with a 20 ms timeout and run its
     callbacks between tries: 50 idle ones took the GIL 2,500 times a second
-    (7-9% of a core, 3,300 context switches); now 100 (the watch thread's
-    50, and one a second per worker), 0.6% of a core.
+    (7-9% of a core, 3,300-5,500 context switches); now about 100 (the watch
+    thread's 50, and one a second per worker), 0.6-0.8% of a core.
     Waiting in the worker's own loop instead, woken by an async watcher,
     cost each wake-up about 10 µs more than a lock does.
     """

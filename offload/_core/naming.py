@@ -45,7 +45,7 @@ def prepare() -> None:
     an ``import`` in a new worker takes :mod:`importlib`'s module lock, a
     gevent lock there, and two workers starting at once, both importing
     :mod:`ctypes`, left one waiting on that lock for good, hub or no hub
-    (1 run in about 70 of the patched stress test under load: the worker
+    (1 run in 40 to 70 of the patched stress test under load: the worker
     never took a call, and the pool's ``shutdown(wait=True)`` never
     returned).  Made before the first worker starts, no worker imports.
     """
