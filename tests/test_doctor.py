@@ -1,6 +1,7 @@
 """``python -m offload doctor`` end to end, in subprocesses, against real servers."""
 
 import hashlib
+import importlib.util
 import json
 import os
 import sqlite3
@@ -55,6 +56,11 @@ UNPATCHED_ADVICE = {
     "redis-py": "blocks the hub (pure Python, socket not patched): patch_all() makes it cooperative, "
     "or run its calls through offload.Proxy",
 }
+# mysqlclient builds only where libmariadb's headers are; the doctor checks it when it is installed.
+if importlib.util.find_spec("MySQLdb") is not None:
+    UNPATCHED_ADVICE["mysqlclient"] = (
+        "blocks the hub (C driver: libmariadb waits in C): use offload.dbapi.connect() / ConnectionPool"
+    )
 
 
 @pytest.fixture
