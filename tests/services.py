@@ -5,6 +5,7 @@ with the reason; under ``CI=true`` it fails, because CI's machine has every
 service and a skip there would hide a broken set-up.
 """
 
+import importlib.util
 import os
 import socket
 
@@ -16,6 +17,8 @@ POSTGRES_DSN = os.environ.get(
     "OFFLOAD_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres"
 )
 MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="", database="test")
+#: The MySQL driver the doctor checks first, and reports when the server cannot be reached.
+MYSQL_DRIVER = "mysqlclient" if importlib.util.find_spec("MySQLdb") is not None else "PyMySQL"
 REDIS_URL = os.environ.get("OFFLOAD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -174,7 +174,7 @@ def test_wrong_password_error_is_scrubbed_under_patch_all():
     proc = _doctor("--mysql", f"mysql://root:RdxPatched14@{MY}/test")
     assert proc.returncode == 1
     assert "RdxPatched14" not in proc.stdout + proc.stderr
-    assert f"PyMySQL: could not connect to mysql://root:***@{MY}/test: " in proc.stderr
+    assert f"{services.MYSQL_DRIVER}: could not connect to mysql://root:***@{MY}/test: " in proc.stderr
     assert "Access denied for user 'root'" in proc.stderr
 
 

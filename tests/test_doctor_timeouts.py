@@ -66,16 +66,18 @@ def test_no_check_hangs_on_a_server_that_never_speaks(silent_port):
         return [*patch, option, url], f"{driver}: could not connect to {url}: "
 
     cases = {
-        "mysql": case("--mysql", f"mysql://root@127.0.0.1:{port}/test", "PyMySQL"),
+        "mysql": case("--mysql", f"mysql://root@127.0.0.1:{port}/test", services.MYSQL_DRIVER),
         "postgres": case("--postgres", f"host=127.0.0.1 port={port} dbname=x user=u", "psycopg2"),
         "redis": case("--redis", f"redis://127.0.0.1:{port}/0", "redis-py"),
         "mongo": case("--mongo", f"mongodb://127.0.0.1:{port}/?directConnection=true", "PyMongo"),
-        "mysql, patch_all": case("--mysql", f"mysql://root@127.0.0.1:{port}/test", "PyMySQL", patch=()),
+        "mysql, patch_all": case(
+            "--mysql", f"mysql://root@127.0.0.1:{port}/test", services.MYSQL_DRIVER, patch=()
+        ),
     }
     if services.port_open("127.0.0.1", 5432):
         cases["mysql at PostgreSQL's port"] = (
             ["--patch", "none", "--mysql", "mysql://root@127.0.0.1:5432/test"],
-            "PyMySQL: could not connect to mysql://root@127.0.0.1:5432/test: ",
+            f"{services.MYSQL_DRIVER}: could not connect to mysql://root@127.0.0.1:5432/test: ",
         )
     else:
         services.unavailable("PostgreSQL on 127.0.0.1:5432")

@@ -40,6 +40,12 @@ class Row:
     advice: str
 
 
+#: What drivers' errors say when a server never answered (the libmariadb
+#: client, mysqlclient's, says "Lost connection ... at 'handshake: reading
+#: initial communication packet'" when no greeting came within its timeout).
+_SILENT = ("timed out", "timeout", "reading initial communication packet")
+
+
 class Unreachable(Exception):
     """The doctor could not talk to a server it was pointed at."""
 
@@ -108,7 +114,7 @@ class Check:
         """The error for a server that could not be reached, with a hint when it went silent
         (*timed_out*, or the driver's text says so)."""
         text = self.scrub(error)
-        if timed_out or "timed out" in text.lower() or "timeout" in text.lower():
+        if timed_out or any(sign in text.lower() for sign in _SILENT):
             text += " (no answer within the doctor's timeouts: is it the right host and port?)"
         return Unreachable(f"{self.driver}: could not connect to {self.shown}: {text}")
 
