@@ -143,6 +143,25 @@ def test_a_timeout_raises_builtin_timeout_error(method, where):
     assert getattr(future, method)(timeout=0) in (1, None)
 
 
+def test_a_timer_that_fires_early_does_not_end_the_wait(monkeypatch):
+    # libuv's clock counts whole milliseconds, so its timers can fire up to
+    # 1 ms early (a matrix run saw result(timeout=0.05) give up after 49.6 ms).
+    # Here the deadline is set by a clock 30 ms ahead, so the loop's timer
+    # fires 30 ms before it, on any loop: the wait must go on to the deadline.
+    from offload._core import waiters
+
+    real = time.monotonic
+    monkeypatch.setattr(waiters, "monotonic", lambda: real() + 0.03, raising=False)
+    future = Future()
+    box = []
+    glet = gevent.spawn(_timed_wait, future.result, box)
+    gevent.sleep(0)  # the wait has begun: its deadline is set
+    monkeypatch.setattr(waiters, "monotonic", real)
+    glet.join()
+    kind, waited = box[0]
+    assert kind is TimeoutError and waited >= 0.075, box
+
+
 @pytest.mark.parametrize(
     "timeout, error",
     [(-1, ValueError), ("soon", TypeError), (float("nan"), ValueError)],

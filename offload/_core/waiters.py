@@ -9,6 +9,7 @@ are built on it.
 """
 
 from collections import deque
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
@@ -75,13 +76,11 @@ class HubWaiting:
         if bridge.pending == 1:
             bridge.watcher.ref = True
         switch = bridge.hub.switch
-        timer = None
+        timer: list[Any] | None = None
         try:
             if timeout is not None:
-                timer = bridge.hub.loop.timer(timeout)
-                # update: the loop's cached "now" is as old as its last pass,
-                # and a hub idle longer than *timeout* would fire it at once.
-                timer.start(self._expire, update=True)
+                timer = [None]  # the running timer: _expire may replace it
+                self._arm(timer, monotonic() + timeout, timeout)
             while self.glet is not None:
                 switch()
         except BaseException:
@@ -90,16 +89,30 @@ class HubWaiting:
                 bridge.release()
             raise
         finally:
-            if timer is not None:
-                timer.close()
+            if timer is not None and timer[0] is not None:
+                timer[0].close()
         return self.woken
 
-    def _expire(self):
+    def _arm(self, timer, deadline, seconds):
+        timer[0] = self.bridge.hub.loop.timer(seconds)
+        # update: the loop's cached "now" is as old as its last pass,
+        # and a hub idle longer than *timeout* would fire it at once.
+        timer[0].start(self._expire, timer, deadline, update=True)
+
+    def _expire(self, timer, deadline):
         glet = self.glet
-        if glet is not None:
-            self.glet = None
-            self.bridge.release()
-            glet.switch()
+        if glet is None:
+            return
+        left = deadline - monotonic()
+        if left > 0:
+            # libuv's clock counts whole milliseconds, so its timer can fire up
+            # to 1 ms early: a wait with a timeout never ends before it.
+            timer[0].close()
+            self._arm(timer, deadline, left)
+            return
+        self.glet = None
+        self.bridge.release()
+        glet.switch()
 
 
 class ThreadWaiting:
