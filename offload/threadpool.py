@@ -293,8 +293,7 @@ class ThreadPool(PoolBase):
         # does: a pool dropped without shutdown() is collected, and this
         # callback stops the worker.
         pool_ref = weakref.ref(self, partial(_stop_one, queue, self._parked))
-        prepare()  # see offload/_core/hubs.py
-        naming.prepare()  # so that the worker imports nothing as it starts
+        prepare()  # see offload/_core/hubs.py: the worker imports nothing as it starts
         exiting.worker_started(counters, queue)  # before it runs: the exit may come first
         try:
             native.start_new_thread(

@@ -62,8 +62,10 @@ def prepare() -> None:
     Without it a worker building its hub and a hubless main thread building
     its own (its first ``gevent.spawn``) import gevent's settings at the
     same moment, and deadlock as above.  A setting resolves once; later
-    calls are attribute reads.
+    calls are attribute reads.  What the worker needs to name itself is
+    looked up here too (:func:`offload._core.naming.prepare`).
     """
+    naming.prepare()
     if gevent.monkey.is_module_patched("_thread"):
         config = gevent.config
         for setting in ("loop", "libev_backend", "format_context", "monitor_thread", "track_greenlet_tree"):

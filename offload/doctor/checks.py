@@ -122,16 +122,17 @@ class Check:
         """Probe *direct* and *via* (callables doing the slow call) into a Row."""
         d = probe(direct, interval=0.005, threshold=THRESHOLD)
         v = probe(via, interval=0.005, threshold=THRESHOLD)
+        blocked = froze(d)
         return Row(
             self.driver,
             self.shown,
             self.patched,
-            froze(d),
+            blocked,
             d.max_lag,
             v.max_lag,
             d.elapsed,
             v.elapsed,
-            advice(froze(d), froze(v), self.fix, self.why),
+            advice(blocked, froze(v), self.fix, self.why),
         )
 
     def refused(self, error: BaseException | str) -> Row:
