@@ -39,7 +39,7 @@ from ._core.observe import logger
 from ._core.pace import Pace
 from ._core.waiters import CrossThreadSemaphore
 from ._poolbase import Counters, PoolBase
-from ._threadworker import _in_chain, _new_work, _stop_one, _tls, _work, in_worker_thread
+from ._threadworker import _in_chain, _new_work, _stop_one, _tls, _work, in_worker, in_worker_thread  # noqa: F401
 
 __all__ = ["BrokenThreadPool", "ThreadPool", "default_size", "in_worker_thread", "worker_threads"]
 

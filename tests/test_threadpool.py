@@ -531,3 +531,14 @@ def test_a_call_queued_behind_the_stop_markers_is_cancelled_not_stranded(busy_wo
     if busy_worker:
         assert running.result(timeout=5) is True
     assert pool.stats()["cancelled"] == 1
+
+
+def test_in_worker_thread_and_its_deprecated_alias_in_offload_threadpool():
+    # offload.threadpool is where users import them from, wherever they are defined.
+    from offload.threadpool import in_worker, in_worker_thread
+
+    pool = ThreadPool(1)
+    assert in_worker_thread() is False and pool.call(in_worker_thread) is True
+    with pytest.warns(DeprecationWarning, match="deprecated since offload 0.2.0; use in_worker_thread"):
+        assert in_worker() is False
+    pool.shutdown()
