@@ -210,6 +210,7 @@ def test_no_targets_gives_a_hint_and_the_environment():
         "psycogreen",
         "uwsgi-threads",
         "uwsgi-fork",
+        "uwsgi-loop",
         "fork",
         "free-threading",
         "gevent-2213",

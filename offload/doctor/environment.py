@@ -11,6 +11,7 @@ interpreter.
 """
 
 import importlib.util
+import os
 import sys
 
 from gevent import monkey
@@ -36,8 +37,8 @@ def environment() -> list[Finding]:
     """Every environment check, run on the calling process.
 
     >>> [f.check for f in environment()]  # doctest: +NORMALIZE_WHITESPACE
-    ['psycopg3', 'psycogreen', 'uwsgi-threads', 'uwsgi-fork', 'fork', 'free-threading', 'gevent-2213',
-     'gevent-threadpool']
+    ['psycopg3', 'psycogreen', 'uwsgi-threads', 'uwsgi-fork', 'uwsgi-loop', 'fork', 'free-threading',
+     'gevent-2213', 'gevent-threadpool']
     """
     return [
         check_psycopg3(),
@@ -143,14 +144,25 @@ def _opt_int(opt: dict, *keys: str) -> int:
     return 1
 
 
+def _loop_module() -> str:
+    """The module of the event loop gevent is configured to use (``GEVENT_LOOP``)."""
+    from gevent import config
+
+    try:
+        return config.loop.__module__
+    except Exception:  # a loop that cannot be imported: what was asked for
+        return os.environ.get("GEVENT_LOOP", "unknown")
+
+
 def check_uwsgi() -> list[Finding]:
-    """Under uWSGI: are Python threads enabled, and do workers run Python's fork hooks?"""
+    """Under uWSGI: are Python threads enabled, do workers run Python's fork hooks, which loop?"""
     try:
         import uwsgi  # exists only inside a uWSGI worker
     except ImportError:
         return [
             Finding("uwsgi-threads", NOT_APPLICABLE, "not running under uWSGI"),
             Finding("uwsgi-fork", NOT_APPLICABLE, "not running under uWSGI"),
+            Finding("uwsgi-loop", NOT_APPLICABLE, "not running under uWSGI"),
         ]
     opt = dict(getattr(uwsgi, "opt", {}))
     raw = getattr(uwsgi, "version", b"")
@@ -190,4 +202,18 @@ def check_uwsgi() -> list[Finding]:
     else:
         why = "lazy-apps" if lazy else ("fork hooks on" if hooks else "no fork after the application loads")
         findings.append(Finding("uwsgi-fork", OK, f"uWSGI workers start pools afresh ({why})"))
+    loop = _loop_module()
+    if "libuv" in loop:
+        findings.append(
+            Finding(
+                "uwsgi-loop",
+                WARNING,
+                f"uWSGI's gevent mode on gevent's libuv loop ({loop}): under load its workers "
+                "crashed (SIGSEGV) or failed requests, with offload's threads and with gevent's own "
+                "(docs/frameworks.rst); on the default libev loop they did not",
+                "run uWSGI on gevent's default loop: unset GEVENT_LOOP, or set GEVENT_LOOP=libev-cext",
+            )
+        )
+    else:
+        findings.append(Finding("uwsgi-loop", OK, f"gevent's {loop} loop"))
     return findings
