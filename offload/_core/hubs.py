@@ -170,6 +170,10 @@ def idle_get(queue, parked):
 
     def get_parked():
         while True:
+            try:
+                return get_nowait()  # a call is queued: take it without parking
+            except Empty:
+                pass
             # Parked first, then a look: a put after the look finds this worker
             # parked, one before it left a call to find.
             parked.append(me)
@@ -191,10 +195,7 @@ def idle_get(queue, parked):
                 sleep_on()
                 if qsize() > 1:
                     wake_parked(parked)
-            try:
-                return get_nowait()
-            except Empty:  # another worker took it first
-                continue
+            # Back to the top: the call found, unless another worker took it first.
 
     get_parked.parker = me  # type: ignore[attr-defined]
     return get_parked
