@@ -59,20 +59,29 @@ def _until(predicate, limit):
     return None
 
 
-def _timed_out_sleepers(pool, sql, n=20, timeout=0.3):
-    """*n* greenlets run *sql* through *pool*, each under ``gevent.Timeout(timeout)``;
-    returns the seconds each took to get its Timeout."""
+def _timed_out_sleepers(pool, sql, n=20, timeout=0.3, held=10):
+    """*n* greenlets run *sql* through *pool* (of *held* connections), each
+    under a ``gevent.Timeout``; returns the seconds each took to get it.
 
-    def one():
+    The first *held* greenlets borrow every connection and run *sql* for
+    *timeout*; the others wait for a connection and give up after half of
+    it, well before any connection can come back.  With one timeout for all,
+    a waiter whose timer started a few ms after the first runner's could
+    borrow a connection its runner just gave back, and run *sql* too: the
+    number of statements cancelled then depended on that skew (16 instead
+    of 10, seen once on 3.13 under libuv).
+    """
+
+    def one(seconds):
         started = time.monotonic()
         try:
-            with gevent.Timeout(timeout), pool.connection() as conn:
+            with gevent.Timeout(seconds), pool.connection() as conn:
                 conn.cursor().execute(sql)
         except gevent.Timeout:
             return time.monotonic() - started
         return None
 
-    greenlets = [gevent.spawn(one) for _ in range(n)]
+    greenlets = [gevent.spawn(one, timeout if i < held else timeout / 2) for i in range(n)]
     gevent.joinall(greenlets, raise_error=True)
     return [g.value for g in greenlets]
 
