@@ -70,7 +70,8 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 # The database benches again with the server 0.2 ms and 1 ms away (a user-space
-# delay line: this kernel has no netem).
+# delay line: this kernel has no netem), printed only: make bench runs them too,
+# into bench/README.md.
 bench-distance: $(STAMP)
 	for rtt in 0.2 1; do OFFLOAD_BENCH_RTT_MS=$$rtt $(PY) bench/bench_dbapi.py; \
 		OFFLOAD_BENCH_RTT_MS=$$rtt $(PY) bench/bench_mongo.py; done

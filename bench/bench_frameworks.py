@@ -6,6 +6,11 @@ the app below while ``wrk -c 50`` loads it; the app's own heartbeat
 greenlet measures the hub's lag.  Several rounds; medians and ranges.
 
 The same file is the app: gunicorn imports it with ``BENCH_VARIANT`` set.
+
+For one question at a time: ``BENCH_ONLY`` (variant names, space-separated)
+runs only those, ``BENCH_POOL`` sizes the app's connection pool (default
+50, as many as wrk's connections); with either set, only the per-round
+lines are printed (stderr), not the section.
 """
 
 import json
@@ -45,7 +50,8 @@ def make_app(variant):
 
     import offload
 
-    engine = sa.create_engine(VARIANTS[variant], pool_size=CONNECTIONS, max_overflow=0, pool_timeout=60)
+    pool_size = int(os.environ.get("BENCH_POOL", CONNECTIONS))
+    engine = sa.create_engine(VARIANTS[variant], pool_size=pool_size, max_overflow=0, pool_timeout=60)
 
     class Base(orm.DeclarativeBase):
         pass
@@ -158,7 +164,7 @@ def main():
     results = {}  # (query, variant) -> lists
     try:
         for round_ in range(ROUNDS):
-            for variant in VARIANTS:
+            for variant in os.environ.get("BENCH_ONLY", " ".join(VARIANTS)).split():
                 proc, port = _serve(variant)
                 try:
                     for label, path in QUERIES.items():
@@ -185,6 +191,8 @@ def main():
     finally:
         admin.cursor().execute(f"DROP TABLE IF EXISTS {TABLE}")
         admin.close()
+    if "BENCH_ONLY" in os.environ or "BENCH_POOL" in os.environ:
+        return  # not the section's runs: the lines above are the answer
 
     lines = [
         "## Frameworks: gunicorn -k gevent + SQLAlchemy ORM on PostgreSQL",
