@@ -278,6 +278,74 @@ def test_twenty_mariadb_sleeps_timed_out_end_on_the_server():
         print(f"\nPyMySQL: statements ended {stopped:.3f} s after the timeouts; stats {stats}")
 
 
+def _mariadb():
+    """An admin connection to MariaDB; skips without the server."""
+    try:
+        return pymysql.connect(connect_timeout=3, **services.MYSQL)
+    except pymysql.err.OperationalError as exc:
+        services.unavailable(f"MariaDB: {exc}")
+
+
+def _aborted_clients(admin):
+    cur = admin.cursor()
+    cur.execute("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+    return int(cur.fetchone()[1])
+
+
+#: A PyMySQL statement cancelled (so the side connection for KILL QUERY is
+#: open), then the connection closed; prints the side connection's id.
+CANCELLED_ONCE = """
+import time, gevent, pymysql, services, offload.dbapi as db
+from offload.dbapi import cancel
+conn = db.connect(pymysql, **services.MYSQL)
+try:
+    with gevent.Timeout(0.2):
+        conn.cursor().execute("SELECT SLEEP(30)")
+except gevent.Timeout:
+    pass
+deadline = time.monotonic() + 10
+while db.stats(conn)["cancels_sent"] < 1 and time.monotonic() < deadline:
+    gevent.sleep(0.01)
+conn.close()
+(side,) = cancel.canceller_for(pymysql)._side.values()
+print("cancels=%d" % db.stats(conn)["cancels_sent"])
+print("side=%d" % side.thread_id())
+"""
+
+
+def test_the_side_connection_says_goodbye_at_exit():
+    admin = _mariadb()
+    try:
+        before = _aborted_clients(admin)
+        out, err = modes.run_full("none", CANCELLED_ONCE)
+        assert modes.lines(out)["cancels"] == "1", out
+        # Dropped by the process's end instead of closed, it counted one
+        # aborted client (and the server logged "Aborted connection").
+        assert _aborted_clients(admin) == before, err
+        assert "Exception ignored" not in err, err
+    finally:
+        admin.close()
+
+
+FORK = """
+import os, sys
+sys.stdout.flush()  # or the child prints the lines above again
+pid = os.fork()
+if pid:  # the parent; the child ends here, normally: its exit handlers run
+    _, status = os.waitpid(pid, 0)
+    print("child=%d" % os.waitstatus_to_exitcode(status))
+    side.ping(reconnect=False)  # raises if the child's exit closed the parent's side connection
+    print("alive=True")
+"""
+FORKED = CANCELLED_ONCE + FORK
+
+
+def test_a_forked_child_leaves_the_parents_side_connection_open():
+    _mariadb().close()
+    out = modes.lines(modes.run("none", FORKED))
+    assert out["child"] == "0" and out["alive"] == "True", out
+
+
 # -- calls from the hub ------------------------------------------------------
 
 

@@ -11,7 +11,8 @@ the caller gets its exception at once:
 - **PyMySQL, mysqlclient**: ``KILL QUERY <connection id>`` on a side
   connection opened with the connection's own arguments and 3-second
   connect, read and write timeouts, kept open for the next cancel (one per
-  server and process).
+  server and process) and closed at the interpreter's exit; a forked child
+  leaves its parent's alone (:mod:`offload.dbapi.forked`).
 - **sqlite3**: ``Connection.interrupt()``.
 
 Any other driver is not cancelled: its statement runs to its end, as before.
@@ -21,13 +22,15 @@ has been delivered, so a cancel can never stop the next borrower's statement.
 """
 
 import abc
+import atexit
 import os
 from types import ModuleType
 from typing import Any
 
 from .._core import native
-from .._core.lifecycle import LazyDefault
+from .._core.lifecycle import ForkRegistry, LazyDefault
 from ..threadpool import ThreadPool
+from .forked import disarm
 from .reset import kind_of
 
 __all__ = ["Canceller", "canceller_for", "cancel_pool"]
@@ -58,6 +61,14 @@ class Canceller(abc.ABC):
     def took_effect(self, error: BaseException | None) -> bool:
         """Whether a statement that ended with *error* (None: no error) was stopped by the cancel."""
         return False
+
+    def close(self) -> None:
+        """Let go of what it holds open (at the interpreter's exit)."""
+        return None  # most drivers cancel through the connection itself: nothing held
+
+    def _after_fork(self) -> None:
+        """In a forked child: stop using what the parent holds open."""
+        return None
 
 
 class _Psycopg2(Canceller):
@@ -106,6 +117,27 @@ class _MySQL(Canceller):
                 raise
             self._side[key] = side
 
+    def close(self):
+        # Without it a side connection is dropped when the process ends: the
+        # server counts an aborted client and logs "Aborted connection", and
+        # PyMySQL's finalizer, run late in the interpreter's shutdown, can
+        # print "Exception ignored in Connection._force_close".
+        if not self._lock.acquire(timeout=SIDE_TIMEOUT):
+            return  # a cancel thread is still waiting on the server: leave it be
+        try:
+            sides = list(self._side.values())
+            self._side.clear()
+        finally:
+            self._lock.release()
+        for side in sides:
+            _close_quietly(side)
+
+    def _after_fork(self):
+        self._lock = native.allocate_lock()  # a cancel thread, gone in the child, may have held it
+        for side in self._side.values():
+            disarm(side)  # the parent's: its goodbye must not reach the server
+        self._side.clear()
+
     def _open(self, dial):
         args, kwargs = dial
         bounded = dict(connect_timeout=SIDE_TIMEOUT, read_timeout=SIDE_TIMEOUT, write_timeout=SIDE_TIMEOUT)
@@ -150,6 +182,7 @@ _BY_DRIVER: dict[str, type[Canceller]] = {
 
 _made: dict = {}  # module -> its Canceller: one per driver, shared by its connections
 _made_lock = native.allocate_lock()
+_forks: "ForkRegistry[Canceller]" = ForkRegistry()
 
 
 def canceller_for(module: ModuleType) -> Canceller | None:
@@ -161,4 +194,19 @@ def canceller_for(module: ModuleType) -> Canceller | None:
         made = _made.get(module)
         if made is None:
             made = _made[module] = cls(module)
+            _forks.add(made)
         return made
+
+
+@atexit.register
+def _close_all() -> None:
+    for canceller in list(_made.values()):
+        canceller.close()
+
+
+def _after_fork_in_child() -> None:
+    global _made_lock
+    _made_lock = native.allocate_lock()  # a thread of the parent's may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

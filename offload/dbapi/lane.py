@@ -32,6 +32,7 @@ from .._core.lifecycle import ForkRegistry
 from ..proxy import ProxyBase, setattribute, unwrap, unwrap_args
 from ..threadpool import ThreadPool, _tls
 from .cancel import cancel_pool, canceller_for
+from .forked import disarm
 from .hub import in_hub, warn_blocking
 from .quiet import quiet_for
 from .reset import kind_of
@@ -67,9 +68,6 @@ def lane_for(pool: ThreadPool | None, module: ModuleType) -> tuple[ThreadPool, b
 
 
 _sessions: "ForkRegistry[Session]" = ForkRegistry()
-#: Inherited connections whose socket could not be found: kept alive in the
-#: child, so that no finalizer closes them on the parent's session.
-_inherited: list = []
 
 
 class Stats:
@@ -304,47 +302,11 @@ class Session:
         self.stats.add("cancels_sent")
 
     def _after_fork(self) -> None:
-        """In a forked child: make the parent's connection unusable here, and harmless.
-
-        The child must neither use it nor close it: closing sends the
-        driver's goodbye (psycopg2's Terminate, PyMySQL's COM_QUIT) on the
-        socket the parent still uses, and ends the parent's session.  Nor may
-        the child just ``os.close`` the socket: the number would be reused by
-        the child's next file or socket, and the driver's finalizer would
-        then write its goodbye into that.  So the socket's descriptor is
-        pointed at ``/dev/null`` (``dup2``): the number stays taken, the
-        parent's socket is untouched, and whatever the driver sends when the
-        object is finally collected goes nowhere.  A driver whose socket
-        cannot be found is kept alive instead, never finalized in the child.
-        """
+        """In a forked child: make the parent's connection unusable here, and
+        harmless (see :mod:`offload.dbapi.forked`)."""
         self.forked = True
-        if self.closed:
-            return
-        try:
-            fd = socket_fd(self.raw)
-            if fd is None:
-                if self.module.__name__ != "sqlite3":  # a file, not a session: nothing to protect
-                    _inherited.append(self.raw)
-                return
-            devnull = os.open(os.devnull, os.O_RDWR)
-            try:
-                os.dup2(devnull, fd)
-            finally:
-                os.close(devnull)
-        except Exception:  # never fail the fork; keep the object alive instead
-            _inherited.append(self.raw)
-
-
-def socket_fd(raw: Any) -> int | None:
-    """The file descriptor of *raw*'s socket to the server, if the driver shows it."""
-    fileno = getattr(raw, "fileno", None)  # psycopg2, psycopg
-    if fileno is None:
-        sock = getattr(raw, "_sock", None)  # PyMySQL
-        fileno = getattr(sock, "fileno", None)
-    if not callable(fileno):
-        return None
-    fd = fileno()
-    return fd if isinstance(fd, int) and fd >= 0 else None
+        if not self.closed:
+            disarm(self.raw, file_only=self.module.__name__ == "sqlite3")
 
 
 class SessionProxy(ProxyBase):
