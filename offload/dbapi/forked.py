@@ -5,7 +5,7 @@ the driver's goodbye (psycopg2's Terminate, PyMySQL's COM_QUIT) on the
 socket the parent still uses, and ends the parent's session.  Nor may the
 child just ``os.close`` the socket: the number would be reused by the
 child's next file or socket, and the driver's finalizer would then write
-its goodbye into that.  So :func:`disarm` points the socket's descriptor at
+its goodbye into that.  So ``disarm`` points the socket's descriptor at
 ``/dev/null`` (``dup2``): the number stays taken, the parent's socket is
 untouched, and whatever the driver sends when the object is finally
 collected goes nowhere.  A driver whose socket cannot be found is kept
