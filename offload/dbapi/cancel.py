@@ -97,7 +97,7 @@ class _MySQL(Canceller):
         self._side: dict = {}
 
     def cancel(self, raw, dial):
-        key = (os.getpid(), repr(dial))  # a forked child opens its own
+        key = repr(dial)  # one per server and credentials (a forked child starts with none: _after_fork)
         statement = f"KILL QUERY {int(raw.thread_id())}"
         with self._lock:
             side = self._side.pop(key, None)
